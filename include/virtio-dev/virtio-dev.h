@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* libvirtio-dev: the umbrella header. Include this one. */
+#ifndef VIRTIO_DEV_H
+#define VIRTIO_DEV_H
+
+#include "common.h"
+#include "mem.h"
+#include "irq.h"
+#include "queue.h"
+#include "device.h"
+#include "driver.h"
+
+#endif

@@ -119,7 +119,8 @@ VDEV_EXPORT uint32_t vdev_queue_size(const vdev_queue *q);
  * @elem: caller storage (see struct vdev_queue_elem); filled on success.
  *
  * Returns 1 when a chain was popped, 0 when none is available, -ENOBUFS when
- * elem->iov_cap is too small (nothing consumed: retry with more room), or
+ * elem->iov_cap is too small (nothing consumed; out_num + in_num then give the
+ * entries needed: retry with that much room), or
  * -EBADMSG when the ring is malformed (the queue is now broken). -EINVAL for
  * bad arguments. Since 0.1.
  */
@@ -129,8 +130,9 @@ VDEV_EXPORT int vdev_queue_pop(vdev_queue *q, struct vdev_queue_elem *elem);
  * vdev_queue_fill() - return a popped chain as used, without publishing it.
  * @len: bytes written into the chain's writable part (clamped to in_len).
  *
- * The written part is marked dirty in guest memory. Visible to the driver
- * after vdev_queue_flush(). Returns 0, -EINVAL (unknown id) or -EBADMSG (queue
+ * The written part is marked dirty in guest memory, from @elem's iov[] and
+ * gpa[] as pop left them: consume a copy of the iovecs, not the originals.
+ * Visible to the driver after vdev_queue_flush(). Returns 0, -EINVAL (unknown id) or -EBADMSG (queue
  * broken). Since 0.1.
  */
 VDEV_EXPORT int vdev_queue_fill(vdev_queue *q, const struct vdev_queue_elem *elem,

@@ -1,2 +1,618 @@
-/* placeholder until its owner writes it */
-typedef int vdi_placeholder_device;
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device object: feature negotiation, the device status state machine,
+ * the config generation counter and the virtqueues of one virtio device. The
+ * device model behind it is a const ops table plus an opaque pointer.
+ *
+ * Concurrency: the control calls are serialized by the transport. Status,
+ * ISR, generation, the "active" flag and the irq pointer are also touched by
+ * device threads (queue_notify, interrupt_queue, set_needs_reset,
+ * config_changed), so they are only accessed with __atomic builtins. Status
+ * writes by the driver only ever add bits (or reset to 0), so they are done
+ * with an atomic OR that cannot lose a NEEDS_RESET set concurrently by a device
+ * thread.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+
+#include <virtio-dev/device.h>
+
+#include "core/queue_internal.h"
+#include "internal/util.h"
+
+#define VDI_BIT(n) (1ull << (n))
+
+/* Status bits the driver may set; 0x10 (SUSPEND) and 0x20 are not supported. */
+#define VDI_STATUS_RESERVED 0x30u
+#define VDI_STATUS_DRIVER_BITS                                                                    \
+	(VDEV_STATUS_ACKNOWLEDGE | VDEV_STATUS_DRIVER | VDEV_STATUS_FEATURES_OK |                  \
+	 VDEV_STATUS_DRIVER_OK | VDEV_STATUS_FAILED)
+
+/* ISR bits. */
+#define VDI_ISR_QUEUE 0x1u
+#define VDI_ISR_CONFIG 0x2u
+
+struct vdi_dev_queue {
+	uint32_t size;
+	int configured; /* vdev_device_queue_setup() succeeded since reset */
+	int enabled;
+	uint64_t desc_addr;
+	uint64_t driver_addr;
+	uint64_t device_addr;
+	vdev_queue *q; /* live queue: between DRIVER_OK and reset */
+};
+
+struct vdev_device {
+	struct vdev_device_config cfg;
+	struct vdev_device_ops ops;
+	void *opaque;
+	uint64_t offered;
+	uint64_t acked;
+	vdev_mem *mem;
+	vdev_irq *irq;      /* atomic: read by device threads */
+	uint8_t status;     /* atomic */
+	uint32_t isr;       /* atomic */
+	uint32_t generation; /* atomic */
+	int active;         /* atomic: the model's activate succeeded */
+	struct vdi_dev_queue *queues;
+};
+
+static uint8_t status_load(const vdev_device *dev)
+{
+	return __atomic_load_n(&dev->status, __ATOMIC_ACQUIRE);
+}
+
+static vdev_irq *irq_load(const vdev_device *dev)
+{
+	return __atomic_load_n(&dev->irq, __ATOMIC_ACQUIRE);
+}
+
+static int is_pow2(uint32_t v)
+{
+	return v != 0 && (v & (v - 1)) == 0;
+}
+
+/* The config-change notification the spec pairs with DEVICE_NEEDS_RESET and
+ * with config changes. */
+static int send_config_irq(vdev_device *dev)
+{
+	vdev_irq *irq = irq_load(dev);
+
+	__atomic_fetch_or(&dev->isr, VDI_ISR_CONFIG, __ATOMIC_SEQ_CST);
+	if (!irq)
+		return -EAGAIN;
+	return vdev_irq_trigger(irq, VDEV_IRQ_CONFIG, 0);
+}
+
+static void free_live_queues(vdev_device *dev)
+{
+	for (uint32_t i = 0; i < dev->cfg.num_queues; i++) {
+		vdev_queue_free(dev->queues[i].q);
+		dev->queues[i].q = NULL;
+	}
+}
+
+static void do_reset(vdev_device *dev)
+{
+	/* The model stops using queues and memory before they go away. */
+	if (__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE)) {
+		dev->ops.reset(dev, dev->opaque);
+		__atomic_store_n(&dev->active, 0, __ATOMIC_RELEASE);
+	}
+	free_live_queues(dev);
+	memset(dev->queues, 0, sizeof(*dev->queues) * dev->cfg.num_queues);
+	dev->acked = 0;
+	__atomic_store_n(&dev->isr, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&dev->status, 0, __ATOMIC_SEQ_CST);
+	/* Config may read differently after a reset (feature-dependent fields):
+	 * a driver that straddles the reset must notice. Never decreases. */
+	__atomic_add_fetch(&dev->generation, 1, __ATOMIC_SEQ_CST);
+}
+
+static void queue_broken(void *ctx, vdev_queue *q, int err)
+{
+	vdev_device *dev = ctx;
+
+	VDI_UNUSED(q);
+	vdi_log(VDEV_LOG_WARNING, "device %u: a virtqueue broke (%d), needs reset",
+		dev->cfg.device_type, err);
+	vdev_device_set_needs_reset(dev);
+}
+
+VDEV_EXPORT int vdev_device_new(const struct vdev_device_config *cfg,
+				const struct vdev_device_ops *ops, void *opaque,
+				vdev_device **out)
+{
+	struct vdev_device_config c;
+	struct vdev_device_ops o;
+	vdev_device *dev;
+
+	if (!cfg || !ops || !out)
+		return -EINVAL;
+	if (vdi_copy_versioned(&c, sizeof(c), cfg) < 0 ||
+	    vdi_copy_versioned(&o, sizeof(o), ops) < 0)
+		return -EINVAL;
+	c.struct_size = sizeof(c);
+	o.struct_size = sizeof(o);
+	if (c.device_type == 0 || c.num_queues == 0 || c.num_queues > VDEV_DEVICE_MAX_QUEUES ||
+	    c.queue_max_size == 0 || c.queue_max_size > VDEV_QUEUE_MAX_SIZE ||
+	    c.config_size > VDEV_DEVICE_MAX_CONFIG || c.reserved != 0) {
+		vdi_log(VDEV_LOG_DEBUG, "vdev_device_new: invalid config");
+		return -EINVAL;
+	}
+	if (!o.config_read || !o.activate || !o.reset || !o.queue_notify) {
+		vdi_log(VDEV_LOG_DEBUG, "vdev_device_new: a required device op is missing");
+		return -EINVAL;
+	}
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	dev->queues = calloc(c.num_queues, sizeof(*dev->queues));
+	if (!dev->queues) {
+		free(dev);
+		return -ENOMEM;
+	}
+	dev->cfg = c;
+	dev->ops = o;
+	dev->opaque = opaque;
+	dev->offered = c.features | VDI_BIT(VIRTIO_F_VERSION_1);
+	*out = dev;
+	return 0;
+}
+
+VDEV_EXPORT void vdev_device_free(vdev_device *dev)
+{
+	if (!dev)
+		return;
+	do_reset(dev);
+	free(dev->queues);
+	free(dev);
+}
+
+VDEV_EXPORT int vdev_device_set_memory(vdev_device *dev, vdev_mem *mem)
+{
+	if (!dev)
+		return -EINVAL;
+	if (status_load(dev) & VDEV_STATUS_DRIVER_OK)
+		return -EBUSY;
+	dev->mem = mem;
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_set_irq(vdev_device *dev, vdev_irq *irq)
+{
+	if (!dev)
+		return -EINVAL;
+	if (status_load(dev) & VDEV_STATUS_DRIVER_OK)
+		return -EBUSY;
+	__atomic_store_n(&dev->irq, irq, __ATOMIC_RELEASE);
+	return 0;
+}
+
+VDEV_EXPORT void *vdev_device_opaque(const vdev_device *dev)
+{
+	return dev ? dev->opaque : NULL;
+}
+
+VDEV_EXPORT uint32_t vdev_device_type(const vdev_device *dev)
+{
+	return dev ? dev->cfg.device_type : 0;
+}
+
+VDEV_EXPORT uint32_t vdev_device_num_queues(const vdev_device *dev)
+{
+	return dev ? dev->cfg.num_queues : 0;
+}
+
+VDEV_EXPORT uint32_t vdev_device_queue_max_size(const vdev_device *dev)
+{
+	return dev ? dev->cfg.queue_max_size : 0;
+}
+
+VDEV_EXPORT uint32_t vdev_device_config_size(const vdev_device *dev)
+{
+	return dev ? dev->cfg.config_size : 0;
+}
+
+VDEV_EXPORT vdev_mem *vdev_device_memory(const vdev_device *dev)
+{
+	return dev ? dev->mem : NULL;
+}
+
+VDEV_EXPORT uint64_t vdev_device_features(const vdev_device *dev)
+{
+	return dev ? dev->offered : 0;
+}
+
+VDEV_EXPORT uint32_t vdev_device_features_page(const vdev_device *dev, uint32_t page)
+{
+	if (!dev || page > 1)
+		return 0;
+	return (uint32_t)(dev->offered >> (32 * page));
+}
+
+VDEV_EXPORT uint64_t vdev_device_acked_features(const vdev_device *dev)
+{
+	return dev ? dev->acked : 0;
+}
+
+static int features_writable(const vdev_device *dev)
+{
+	uint8_t st = status_load(dev);
+
+	if (!(st & VDEV_STATUS_DRIVER) || (st & VDEV_STATUS_FEATURES_OK)) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: feature write refused in status 0x%x",
+			dev->cfg.device_type, st);
+		return 0;
+	}
+	return 1;
+}
+
+VDEV_EXPORT int vdev_device_set_acked_features(vdev_device *dev, uint64_t features)
+{
+	if (!dev)
+		return -EINVAL;
+	if (!features_writable(dev))
+		return -EPERM;
+	dev->acked = features;
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_set_acked_features_page(vdev_device *dev, uint32_t page,
+						    uint32_t value)
+{
+	if (!dev)
+		return -EINVAL;
+	if (!features_writable(dev))
+		return -EPERM;
+	switch (page) {
+	case 0:
+		dev->acked = (dev->acked & 0xffffffff00000000ull) | value;
+		return 0;
+	case 1:
+		dev->acked = (dev->acked & 0xffffffffull) | ((uint64_t)value << 32);
+		return 0;
+	default:
+		return value == 0 ? 0 : -EINVAL;
+	}
+}
+
+VDEV_EXPORT uint8_t vdev_device_status(const vdev_device *dev)
+{
+	return dev ? status_load(dev) : 0;
+}
+
+/* FEATURES_OK: may the driver's acked set be accepted? */
+static int features_acceptable(vdev_device *dev)
+{
+	uint64_t acked = dev->acked;
+	int r;
+
+	if (acked & ~dev->offered) {
+		vdi_log(VDEV_LOG_DEBUG,
+			"device %u: FEATURES_OK refused, unoffered features 0x%llx acked",
+			dev->cfg.device_type, (unsigned long long)(acked & ~dev->offered));
+		return 0;
+	}
+	if (!(acked & VDI_BIT(VIRTIO_F_VERSION_1))) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: FEATURES_OK refused, VERSION_1 not acked",
+			dev->cfg.device_type);
+		return 0;
+	}
+	if (dev->ops.features_check) {
+		r = dev->ops.features_check(dev, dev->opaque, acked);
+		if (r < 0) {
+			vdi_log(VDEV_LOG_DEBUG,
+				"device %u: FEATURES_OK refused by the model (%d)",
+				dev->cfg.device_type, r);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static uint32_t queue_flags(uint64_t acked)
+{
+	uint32_t flags = 0;
+
+	if (acked & VDI_BIT(VIRTIO_F_RING_PACKED))
+		flags |= VDEV_QUEUE_F_PACKED;
+	if (acked & VDI_BIT(VIRTIO_RING_F_EVENT_IDX))
+		flags |= VDEV_QUEUE_F_EVENT_IDX;
+	if (acked & VDI_BIT(VIRTIO_RING_F_INDIRECT_DESC))
+		flags |= VDEV_QUEUE_F_INDIRECT;
+	return flags;
+}
+
+/* Create every enabled queue. On failure the ones created are freed. */
+static int create_queues(vdev_device *dev)
+{
+	uint32_t flags = queue_flags(dev->acked);
+
+	for (uint32_t i = 0; i < dev->cfg.num_queues; i++) {
+		struct vdi_dev_queue *dq = &dev->queues[i];
+		struct vdev_queue_config qc = VDEV_QUEUE_CONFIG_INIT;
+		int r;
+
+		if (!dq->enabled)
+			continue;
+		qc.size = dq->size;
+		qc.flags = flags;
+		qc.desc_addr = dq->desc_addr;
+		qc.driver_addr = dq->driver_addr;
+		qc.device_addr = dq->device_addr;
+		r = vdev_queue_new(&qc, dev->mem, &dq->q);
+		if (r < 0) {
+			dq->q = NULL;
+			vdi_log(VDEV_LOG_WARNING, "device %u: queue %u cannot be created (%d)",
+				dev->cfg.device_type, i, r);
+			free_live_queues(dev);
+			return r;
+		}
+		vdi_queue_set_owner(dq->q, queue_broken, dev);
+	}
+	return 0;
+}
+
+/* DRIVER_OK has just been recorded: bring the queues and the model up. A
+ * failure leaves the device broken (NEEDS_RESET), not the write refused. */
+static void activate(vdev_device *dev, uint8_t old_status)
+{
+	int r;
+
+	if (old_status & VDEV_STATUS_NEEDS_RESET) {
+		/* Broken before DRIVER_OK: stay down, and tell the driver now that
+		 * it listens for config changes. */
+		send_config_irq(dev);
+		return;
+	}
+	r = create_queues(dev);
+	if (r == 0) {
+		r = dev->ops.activate(dev, dev->opaque);
+		if (r == 0) {
+			__atomic_store_n(&dev->active, 1, __ATOMIC_RELEASE);
+			return;
+		}
+		vdi_log(VDEV_LOG_WARNING, "device %u: activation failed (%d)",
+			dev->cfg.device_type, r);
+		free_live_queues(dev);
+	}
+	vdev_device_set_needs_reset(dev);
+}
+
+VDEV_EXPORT int vdev_device_set_status(vdev_device *dev, uint8_t status)
+{
+	uint8_t cur, want, added, old;
+
+	if (!dev)
+		return -EINVAL;
+	if (status == 0) {
+		do_reset(dev);
+		return 0;
+	}
+	/* NEEDS_RESET belongs to the device: whatever the driver wrote there is
+	 * not a request. */
+	want = status & (uint8_t)~VDEV_STATUS_NEEDS_RESET;
+	cur = status_load(dev) & VDI_STATUS_DRIVER_BITS;
+	if (want & VDI_STATUS_RESERVED) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: status 0x%x has reserved bits",
+			dev->cfg.device_type, status);
+		return -EPERM;
+	}
+	if (cur & ~want) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: status 0x%x clears bits of 0x%x",
+			dev->cfg.device_type, status, cur);
+		return -EPERM;
+	}
+	added = want & ~cur;
+	if (added == 0)
+		return 0;
+	if ((cur & VDEV_STATUS_FAILED) && (added & ~VDEV_STATUS_FAILED)) {
+		/* The driver gave up: only a reset starts over. */
+		vdi_log(VDEV_LOG_DEBUG, "device %u: status 0x%x after FAILED, reset first",
+			dev->cfg.device_type, status);
+		return -EPERM;
+	}
+	if (((added & VDEV_STATUS_DRIVER) && !(want & VDEV_STATUS_ACKNOWLEDGE)) ||
+	    ((added & VDEV_STATUS_FEATURES_OK) && !(want & VDEV_STATUS_DRIVER)) ||
+	    ((added & VDEV_STATUS_DRIVER_OK) && !(want & VDEV_STATUS_FEATURES_OK))) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: status 0x%x out of order (was 0x%x)",
+			dev->cfg.device_type, status, cur);
+		return -EPERM;
+	}
+	/* Cheap refusals first, so a refused write never reaches the model's
+	 * features_check. */
+	if ((added & VDEV_STATUS_DRIVER_OK) && (!dev->mem || !irq_load(dev))) {
+		vdi_log(VDEV_LOG_WARNING,
+			"device %u: DRIVER_OK refused, no guest memory or interrupts set",
+			dev->cfg.device_type);
+		return -EPERM;
+	}
+	if ((added & VDEV_STATUS_FEATURES_OK) && !features_acceptable(dev))
+		return -EPERM;
+
+	old = __atomic_fetch_or(&dev->status, added, __ATOMIC_SEQ_CST);
+	if (added & VDEV_STATUS_DRIVER_OK)
+		activate(dev, old);
+	return 0;
+}
+
+VDEV_EXPORT void vdev_device_reset(vdev_device *dev)
+{
+	if (dev)
+		do_reset(dev);
+}
+
+VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
+					const struct vdev_queue_config *cfg)
+{
+	struct vdev_queue_config qc;
+	struct vdi_dev_queue *dq;
+	uint8_t st;
+
+	if (!dev || !cfg || vdi_copy_versioned(&qc, sizeof(qc), cfg) < 0)
+		return -EINVAL;
+	st = status_load(dev);
+	if (!(st & VDEV_STATUS_FEATURES_OK) || (st & VDEV_STATUS_DRIVER_OK)) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: queue setup refused in status 0x%x",
+			dev->cfg.device_type, st);
+		return -EPERM;
+	}
+	if (queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	dq = &dev->queues[queue];
+	if (dq->enabled)
+		return -EBUSY;
+	if (qc.size == 0 || qc.size > dev->cfg.queue_max_size ||
+	    (!(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED)) && !is_pow2(qc.size))) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: queue %u: bad size %u",
+			dev->cfg.device_type, queue, qc.size);
+		return -EINVAL;
+	}
+	dq->size = qc.size;
+	dq->desc_addr = qc.desc_addr;
+	dq->driver_addr = qc.driver_addr;
+	dq->device_addr = qc.device_addr;
+	dq->configured = 1;
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int enable)
+{
+	struct vdi_dev_queue *dq;
+
+	if (!dev || queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	dq = &dev->queues[queue];
+	if (!!enable == dq->enabled)
+		return 0;
+	/* Queues become live at DRIVER_OK; the set cannot change afterwards
+	 * (no VIRTIO_F_RING_RESET support). */
+	if (status_load(dev) & VDEV_STATUS_DRIVER_OK)
+		return -EBUSY;
+	if (enable && !dq->configured)
+		return -EINVAL;
+	dq->enabled = !!enable;
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_queue_enabled(const vdev_device *dev, uint32_t queue)
+{
+	if (!dev || queue >= dev->cfg.num_queues)
+		return 0;
+	return dev->queues[queue].enabled;
+}
+
+VDEV_EXPORT vdev_queue *vdev_device_get_queue(const vdev_device *dev, uint32_t queue)
+{
+	if (!dev || queue >= dev->cfg.num_queues)
+		return NULL;
+	return dev->queues[queue].q;
+}
+
+VDEV_EXPORT int vdev_device_queue_notify(vdev_device *dev, uint32_t queue)
+{
+	if (!dev || queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	if (!__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) ||
+	    (status_load(dev) & VDEV_STATUS_NEEDS_RESET) || !dev->queues[queue].q)
+		return -EAGAIN;
+	dev->ops.queue_notify(dev, dev->opaque, queue);
+	return 0;
+}
+
+/* offset + len <= size without overflow, and len > 0. */
+static int config_range_ok(const vdev_device *dev, uint32_t offset, uint32_t len)
+{
+	return len > 0 && offset <= dev->cfg.config_size &&
+	       len <= dev->cfg.config_size - offset;
+}
+
+VDEV_EXPORT int vdev_device_config_read(vdev_device *dev, uint32_t offset, void *buf,
+					uint32_t len)
+{
+	int r;
+
+	if (!buf)
+		return -EINVAL;
+	if (!dev || !config_range_ok(dev, offset, len)) {
+		memset(buf, 0, len);
+		return -EINVAL;
+	}
+	r = dev->ops.config_read(dev, dev->opaque, offset, buf, len);
+	if (r < 0) {
+		memset(buf, 0, len);
+		return r;
+	}
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_config_write(vdev_device *dev, uint32_t offset, const void *buf,
+					 uint32_t len)
+{
+	if (!dev || !buf || !config_range_ok(dev, offset, len))
+		return -EINVAL;
+	if (!dev->ops.config_write)
+		return 0;
+	return dev->ops.config_write(dev, dev->opaque, offset, buf, len);
+}
+
+VDEV_EXPORT uint32_t vdev_device_config_generation(const vdev_device *dev)
+{
+	return dev ? __atomic_load_n(&dev->generation, __ATOMIC_SEQ_CST) : 0;
+}
+
+VDEV_EXPORT int vdev_device_config_changed(vdev_device *dev)
+{
+	if (!dev)
+		return -EINVAL;
+	__atomic_add_fetch(&dev->generation, 1, __ATOMIC_SEQ_CST);
+	if (!(status_load(dev) & VDEV_STATUS_DRIVER_OK))
+		return 0;
+	return send_config_irq(dev);
+}
+
+VDEV_EXPORT int vdev_device_interrupt_queue(vdev_device *dev, uint32_t queue)
+{
+	vdev_irq *irq;
+
+	if (!dev || queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	/* The spec forbids used buffer notifications before DRIVER_OK (and so
+	 * after a reset). */
+	if (!(status_load(dev) & VDEV_STATUS_DRIVER_OK))
+		return -EAGAIN;
+	irq = irq_load(dev);
+	if (!irq)
+		return -EAGAIN;
+	__atomic_fetch_or(&dev->isr, VDI_ISR_QUEUE, __ATOMIC_SEQ_CST);
+	return vdev_irq_trigger(irq, VDEV_IRQ_QUEUE, queue);
+}
+
+VDEV_EXPORT void vdev_device_set_needs_reset(vdev_device *dev)
+{
+	uint8_t old;
+
+	if (!dev)
+		return;
+	old = __atomic_fetch_or(&dev->status, VDEV_STATUS_NEEDS_RESET, __ATOMIC_SEQ_CST);
+	/* One notification per reset cycle: only the first setter sends it. If
+	 * DRIVER_OK is not set yet, setting it later sends it (see activate). */
+	if (!(old & VDEV_STATUS_NEEDS_RESET) && (old & VDEV_STATUS_DRIVER_OK))
+		send_config_irq(dev);
+}
+
+VDEV_EXPORT uint32_t vdev_device_isr(const vdev_device *dev)
+{
+	return dev ? __atomic_load_n(&dev->isr, __ATOMIC_SEQ_CST) : 0;
+}
+
+VDEV_EXPORT uint32_t vdev_device_isr_ack(vdev_device *dev, uint32_t mask)
+{
+	return dev ? __atomic_fetch_and(&dev->isr, ~mask, __ATOMIC_SEQ_CST) : 0;
+}

@@ -1,0 +1,811 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vdev-loopback: a virtio entropy device and the library's own driver side in
+ * one process, wired together the way a VMM embeds libvirtio-dev:
+ *
+ *   guest memory (vdev_mem over a malloc'd buffer)
+ *   interrupts   (vdev_irq with a counting callback)
+ *   device       (vdev_device + the virtio-rng model in rng.c)
+ *   driver       (vdev_drv over vdev_drv_direct_transport)
+ *
+ * The driver negotiates features, sets up the queue, submits requests of
+ * varying sizes and checks what comes back.
+ *
+ * Exit status: 0 pass, 1 fail, 2 bad usage.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_ring.h>
+
+#include <virtio-dev/virtio-dev.h>
+
+#include "ramblk.h"
+#include "rng.h"
+
+#define GUEST_RAM_GPA UINT64_C(0x40000000)
+#define GUEST_RAM_SIZE (UINT64_C(1) << 20)
+/* The driver carves its rings from the first 256 KiB, buffers use the rest. */
+#define ARENA_SIZE (UINT64_C(256) << 10)
+#define QUEUE_SIZE 256u
+#define INDIRECT_MAX 4u
+#define MAX_SEGS 3u
+#define SEG_MIN 16u   /* big enough that "all zero" cannot be chance */
+#define SEG_MAX 1024u
+#define BATCH_MAX 32u
+/* virtio-blk: a 256 KiB RAM disk; requests of 1..4 sectors. Within a slot:
+ * header at +0, data at +64, status byte after the largest data. */
+#define BLK_SECTORS 512u
+#define BLK_MAX_SECTORS 4u
+#define BLK_DATA_OFF 64u
+#define BLK_DATA_MAX (BLK_MAX_SECTORS * RAMBLK_SECTOR)
+#define BLK_STATUS_OFF (BLK_DATA_OFF + BLK_DATA_MAX)
+_Static_assert(BLK_STATUS_OFF < MAX_SEGS * SEG_MAX, "a block request must fit its slot");
+_Static_assert(GUEST_RAM_SIZE - ARENA_SIZE >= QUEUE_SIZE * MAX_SEGS * SEG_MAX,
+	       "request slots must fit in guest RAM");
+
+#define BIT(n) (UINT64_C(1) << (n))
+
+static const struct {
+	unsigned int bit;
+	const char *name;
+} feature_names[] = {
+	{VIRTIO_F_VERSION_1, "VERSION_1"},
+	{VIRTIO_F_RING_PACKED, "RING_PACKED"},
+	{VIRTIO_RING_F_EVENT_IDX, "EVENT_IDX"},
+	{VIRTIO_RING_F_INDIRECT_DESC, "INDIRECT_DESC"},
+	{VIRTIO_F_ANY_LAYOUT, "ANY_LAYOUT"},
+	{VIRTIO_F_NOTIFY_ON_EMPTY, "NOTIFY_ON_EMPTY"},
+	{VIRTIO_F_ACCESS_PLATFORM, "ACCESS_PLATFORM"},
+	{VIRTIO_F_IN_ORDER, "IN_ORDER"},
+	{VIRTIO_F_ORDER_PLATFORM, "ORDER_PLATFORM"},
+	{VIRTIO_F_SR_IOV, "SR_IOV"},
+	{VIRTIO_F_RING_RESET, "RING_RESET"},
+};
+
+static const struct {
+	uint32_t bit;
+	const char *name;
+} status_names[] = {
+	{VDEV_STATUS_ACKNOWLEDGE, "ACKNOWLEDGE"}, {VDEV_STATUS_DRIVER, "DRIVER"},
+	{VDEV_STATUS_FEATURES_OK, "FEATURES_OK"}, {VDEV_STATUS_DRIVER_OK, "DRIVER_OK"},
+	{VDEV_STATUS_NEEDS_RESET, "DEVICE_NEEDS_RESET"}, {VDEV_STATUS_FAILED, "FAILED"},
+};
+
+struct options {
+	uint64_t requests;
+	uint64_t want; /* features the driver accepts when offered */
+	uint64_t seed;
+	int verbose;
+	int blk; /* --device blk */
+};
+
+/* One request slot: where its buffers live and what was asked for. */
+struct request {
+	uint32_t nseg;
+	uint64_t gpa[MAX_SEGS];
+	uint32_t len[MAX_SEGS];
+	uint32_t total; /* bytes the device must report as written */
+	int busy;
+	/* virtio-blk only */
+	uint32_t type;
+	uint8_t expect_status;
+	uint8_t expect[BLK_DATA_MAX]; /* IN / GET_ID: what the data must read */
+};
+
+struct loopback {
+	struct options opt;
+	uint8_t *ram; /* host view of guest RAM */
+	vdev_mem *mem;
+	vdev_irq *irq;
+	struct rng *rng;
+	struct ramblk *blk;
+	vdev_device *dev;
+	vdev_drv *drv;
+	vdev_drvq *q;
+	uint64_t kicks;          /* notifications vdev_drvq_kick sent */
+	uint64_t queue_irqs;     /* used-buffer interrupts delivered */
+	uint64_t config_irqs;    /* configuration-change interrupts delivered */
+	struct request req[QUEUE_SIZE];
+	uint64_t served, bytes;
+	uint64_t rand_state;
+	/* virtio-blk: what the disk must hold, and what was asked */
+	uint8_t shadow[BLK_SECTORS * RAMBLK_SECTOR];
+	uint64_t blk_count[4]; /* writes, reads, flush + get-id, refused */
+	char failure[256];
+};
+
+static void fail(struct loopback *lb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void fail(struct loopback *lb, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (lb->failure[0])
+		return; /* keep the first reason */
+	va_start(ap, fmt);
+	vsnprintf(lb->failure, sizeof(lb->failure), fmt, ap);
+	va_end(ap);
+}
+
+/* xorshift64*: reproducible request sizes for a given --seed. */
+static uint32_t rnd(struct loopback *lb, uint32_t lo, uint32_t hi)
+{
+	uint64_t x = lb->rand_state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	lb->rand_state = x;
+	return lo + (uint32_t)((x * UINT64_C(2685821657736338717)) >> 32) % (hi - lo + 1);
+}
+
+static void print_features(const char *what, uint64_t f)
+{
+	size_t i;
+
+	printf("features %s:", what);
+	for (i = 0; i < sizeof(feature_names) / sizeof(feature_names[0]); i++) {
+		if (f & BIT(feature_names[i].bit)) {
+			printf(" %s", feature_names[i].name);
+			f &= ~BIT(feature_names[i].bit);
+		}
+	}
+	for (i = 0; i < 64; i++)
+		if (f & BIT(i))
+			printf(" bit%zu", i);
+	printf("\n");
+}
+
+static void print_status(uint32_t status)
+{
+	size_t i;
+
+	printf("status:");
+	for (i = 0; i < sizeof(status_names) / sizeof(status_names[0]); i++)
+		if (status & status_names[i].bit)
+			printf(" %s", status_names[i].name);
+	if (!status)
+		printf(" 0 (reset)");
+	printf("\n");
+}
+
+/* ---- library plumbing: log sink and interrupt sink ---- */
+
+static void log_sink(void *opaque, int level, const char *msg)
+{
+	(void)opaque;
+	fprintf(stderr, "libvirtio-dev[%d]: %s\n", level, msg);
+}
+
+static int irq_trigger(void *opaque, uint32_t kind, uint32_t queue)
+{
+	struct loopback *lb = opaque;
+
+	(void)queue; /* one queue */
+	/* A real VMM would inject a guest interrupt here (or use the eventfd
+	 * flavour of vdev_irq with KVM_IRQFD). We count. */
+	if (kind == VDEV_IRQ_QUEUE)
+		lb->queue_irqs++;
+	else
+		lb->config_irqs++;
+	return 0;
+}
+
+/* ---- the driver side ---- */
+
+static uint64_t drv_negotiate(vdev_drv *drv, void *opaque, uint64_t offered)
+{
+	struct loopback *lb = opaque;
+
+	(void)drv;
+	return offered & lb->opt.want;
+}
+
+static int drv_pre_init(vdev_drv *drv, void *opaque)
+{
+	struct loopback *lb = opaque;
+
+	/* 0: the largest size the device offers. */
+	return vdev_drv_queue_setup(drv, 0, 0, INDIRECT_MAX, &lb->q);
+}
+
+static const struct vdev_driver_ops driver_ops = {
+	.struct_size = sizeof(struct vdev_driver_ops),
+	.negotiate_features = drv_negotiate,
+	.pre_device_initialization = drv_pre_init,
+};
+
+static struct request *free_slot(struct loopback *lb)
+{
+	uint32_t i;
+
+	for (i = 0; i < QUEUE_SIZE; i++)
+		if (!lb->req[i].busy)
+			return &lb->req[i];
+	return NULL;
+}
+
+static uint32_t outstanding(const struct loopback *lb)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < QUEUE_SIZE; i++)
+		n += lb->req[i].busy != 0;
+	return n;
+}
+
+static uint64_t slot_gpa(const struct loopback *lb, const struct request *rq)
+{
+	return GUEST_RAM_GPA + ARENA_SIZE + (uint64_t)(rq - lb->req) * MAX_SEGS * SEG_MAX;
+}
+
+static uint8_t *host(const struct loopback *lb, uint64_t gpa)
+{
+	return lb->ram + (gpa - GUEST_RAM_GPA);
+}
+
+/* virtio-rng: 1..3 writable segments of 16..1024 bytes. */
+static int submit_rng(struct loopback *lb, struct request *rq)
+{
+	uint64_t base = slot_gpa(lb, rq);
+	uint32_t k, flags = 0;
+	int r;
+
+	rq->nseg = rnd(lb, 1, MAX_SEGS);
+	rq->total = 0;
+	for (k = 0; k < rq->nseg; k++) {
+		rq->gpa[k] = base + (uint64_t)k * SEG_MAX;
+		rq->len[k] = rnd(lb, SEG_MIN, SEG_MAX);
+		/* Zero it, so stale bytes cannot pass for an answer. */
+		memset(host(lb, rq->gpa[k]), 0, rq->len[k]);
+		rq->total += rq->len[k];
+	}
+	/* Now and then chain descriptors even when an indirect table would do,
+	 * so both layouts are exercised. */
+	if (rq->nseg > 1 && rnd(lb, 0, 3) == 0)
+		flags |= VDEV_DRVQ_ADD_NO_INDIRECT;
+	r = vdev_drvq_add(lb->q, rq->gpa, rq->len, 0, rq->nseg, rq, flags);
+	if (r == 0)
+		rq->busy = 1;
+	return r;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * virtio-blk: a header segment, data, a status byte. Mostly writes and reads
+ * of 1..4 sectors, some FLUSH and GET_ID, and now and then a request the
+ * device must refuse (past the end of the disk, unknown type). The device
+ * serves requests in the order they were made available, so the expected
+ * result of a read is the shadow disk at submission time.
+ */
+static int submit_blk(struct loopback *lb, struct request *rq)
+{
+	uint64_t base = slot_gpa(lb, rq), sector = 0;
+	uint32_t pick = rnd(lb, 0, 199), nsect = rnd(lb, 1, BLK_MAX_SECTORS), data = 0, out = 1;
+	uint32_t k;
+	uint8_t *hdr = host(lb, base);
+	int r;
+
+	rq->expect_status = VIRTIO_BLK_S_OK;
+	if (pick < 90) {
+		rq->type = VIRTIO_BLK_T_OUT;
+		sector = rnd(lb, 0, BLK_SECTORS - nsect);
+		data = nsect * RAMBLK_SECTOR;
+		for (k = 0; k < data; k++)
+			host(lb, base + BLK_DATA_OFF)[k] = (uint8_t)rnd(lb, 0, 255);
+		memcpy(lb->shadow + sector * RAMBLK_SECTOR, host(lb, base + BLK_DATA_OFF), data);
+		lb->blk_count[0]++;
+	} else if (pick < 180) {
+		rq->type = VIRTIO_BLK_T_IN;
+		sector = rnd(lb, 0, BLK_SECTORS - nsect);
+		data = nsect * RAMBLK_SECTOR;
+		memcpy(rq->expect, lb->shadow + sector * RAMBLK_SECTOR, data);
+		lb->blk_count[1]++;
+	} else if (pick < 186) {
+		rq->type = VIRTIO_BLK_T_FLUSH;
+		lb->blk_count[2]++;
+	} else if (pick < 192) {
+		rq->type = VIRTIO_BLK_T_GET_ID;
+		data = VIRTIO_BLK_ID_BYTES;
+		memcpy(rq->expect, RAMBLK_ID, data);
+		lb->blk_count[2]++;
+	} else if (pick < 196) {
+		/* Last sector plus one more: past the end. */
+		rq->type = VIRTIO_BLK_T_IN;
+		sector = BLK_SECTORS - 1;
+		data = 2 * RAMBLK_SECTOR;
+		rq->expect_status = VIRTIO_BLK_S_IOERR;
+		lb->blk_count[3]++;
+	} else {
+		rq->type = 0x1234; /* no such request type */
+		rq->expect_status = VIRTIO_BLK_S_UNSUPP;
+		lb->blk_count[3]++;
+	}
+	memset(hdr, 0, BLK_DATA_OFF);
+	put_le(hdr, rq->type, 4);
+	put_le(hdr + 8, sector, 8);
+	*host(lb, base + BLK_STATUS_OFF) = 0xff;
+
+	rq->nseg = 0;
+	rq->gpa[rq->nseg] = base;
+	rq->len[rq->nseg++] = 16;
+	if (data) {
+		if (rq->type != VIRTIO_BLK_T_OUT) {
+			memset(host(lb, base + BLK_DATA_OFF), 0, data);
+			out = 1;
+		} else {
+			out = 2;
+		}
+		rq->gpa[rq->nseg] = base + BLK_DATA_OFF;
+		rq->len[rq->nseg++] = data;
+	}
+	rq->gpa[rq->nseg] = base + BLK_STATUS_OFF;
+	rq->len[rq->nseg++] = 1;
+	/* What the device reports as written: data it returned, and status. */
+	rq->total = 1;
+	if (rq->expect_status == VIRTIO_BLK_S_OK &&
+	    (rq->type == VIRTIO_BLK_T_IN || rq->type == VIRTIO_BLK_T_GET_ID))
+		rq->total += data;
+	r = vdev_drvq_add(lb->q, rq->gpa, rq->len, out, rq->nseg - out, rq,
+			  rnd(lb, 0, 3) == 0 ? VDEV_DRVQ_ADD_NO_INDIRECT : 0);
+	if (r == 0)
+		rq->busy = 1;
+	return r;
+}
+
+static void check_blk(struct loopback *lb, struct request *rq)
+{
+	uint8_t status = *host(lb, slot_gpa(lb, rq) + BLK_STATUS_OFF);
+	const uint8_t *data = host(lb, slot_gpa(lb, rq) + BLK_DATA_OFF);
+
+	if (status != rq->expect_status) {
+		fail(lb, "block request type %" PRIu32 ": status %u, expected %u", rq->type,
+		     status, rq->expect_status);
+		return;
+	}
+	if (status == VIRTIO_BLK_S_OK &&
+	    (rq->type == VIRTIO_BLK_T_IN || rq->type == VIRTIO_BLK_T_GET_ID) &&
+	    memcmp(data, rq->expect, rq->total - 1) != 0)
+		fail(lb, "block %s returned the wrong bytes",
+		     rq->type == VIRTIO_BLK_T_IN ? "read" : "GET_ID");
+	if (status == VIRTIO_BLK_S_OK && rq->type != VIRTIO_BLK_T_FLUSH &&
+	    rq->type != VIRTIO_BLK_T_GET_ID)
+		lb->bytes += rq->len[1];
+}
+
+static int all_zero(const uint8_t *p, uint32_t len)
+{
+	uint32_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Collect every used buffer and check it; returns how many were collected. */
+static uint32_t collect(struct loopback *lb)
+{
+	uint32_t n = 0, k;
+	uint32_t len;
+	void *token;
+	int r;
+
+	while ((r = vdev_drvq_get_used(lb->q, &token, &len)) > 0) {
+		struct request *rq = token;
+
+		if (rq < lb->req || rq >= lb->req + QUEUE_SIZE || !rq->busy) {
+			fail(lb, "the device returned a buffer that was not in flight");
+			return n;
+		}
+		if (len != rq->total)
+			fail(lb, "request in slot %td: %" PRIu32 " of %" PRIu32 " bytes written",
+			     rq - lb->req, len, rq->total);
+		if (lb->opt.blk) {
+			check_blk(lb, rq);
+		} else {
+			for (k = 0; k < rq->nseg; k++)
+				if (all_zero(host(lb, rq->gpa[k]), rq->len[k]))
+					fail(lb, "request in slot %td: segment %" PRIu32 " (%" PRIu32
+						 " bytes) is all zero", rq - lb->req, k, rq->len[k]);
+			lb->bytes += len;
+		}
+		rq->busy = 0;
+		lb->served++;
+		n++;
+	}
+	if (r < 0)
+		fail(lb, "vdev_drvq_get_used: %s", strerror(-r));
+	return n;
+}
+
+/*
+ * Submit the requests in batches of 1..32. Everything runs in this thread:
+ * a kick goes through the direct transport into the device's queue_notify,
+ * which serves the whole batch before vdev_drvq_kick returns. So after each
+ * kick nothing may be left outstanding, and with interrupts enabled at least
+ * one interrupt must have arrived. About one batch in four is collected with
+ * interrupts disabled, as a polling driver would.
+ */
+static uint64_t run_requests(struct loopback *lb, uint64_t *polled)
+{
+	uint64_t submitted = 0, batches = 0;
+
+	while (lb->served < lb->opt.requests && !lb->failure[0]) {
+		uint32_t batch = rnd(lb, 1, BATCH_MAX), added = 0, done;
+		int poll = rnd(lb, 0, 3) == 0;
+		uint64_t irqs_before;
+		int r;
+
+		if (vdev_drvq_enable_interrupts(lb->q, !poll) > 0) {
+			fail(lb, "used buffers pending before anything was submitted");
+			break;
+		}
+		irqs_before = lb->queue_irqs;
+		while (added < batch && submitted < lb->opt.requests) {
+			struct request *rq = free_slot(lb);
+
+			if (!rq)
+				break;
+			r = lb->opt.blk ? submit_blk(lb, rq) : submit_rng(lb, rq);
+			if (r == -ENOSPC)
+				break;
+			if (r < 0) {
+				fail(lb, "vdev_drvq_add: %s", strerror(-r));
+				return batches;
+			}
+			added++;
+			submitted++;
+		}
+		if (!added) {
+			fail(lb, "no room in the ring with %" PRIu32 " requests outstanding",
+			     outstanding(lb));
+			break;
+		}
+		batches++;
+		*polled += poll;
+		r = vdev_drvq_kick(lb->q);
+		if (r > 0)
+			lb->kicks++;
+		done = collect(lb);
+		if (outstanding(lb)) {
+			fail(lb, "%" PRIu32 " requests still outstanding after the kick (%s)",
+			     outstanding(lb), r > 0 ? "device did not serve them"
+						: "kick suppressed although the device was idle");
+			break;
+		}
+		if (!poll && done && lb->queue_irqs == irqs_before)
+			fail(lb, "lost interrupt: %" PRIu32 " buffers used with interrupts enabled,"
+				 " no interrupt", done);
+	}
+	return batches;
+}
+
+static const char *device_name(uint32_t type)
+{
+	switch (type) {
+	case VIRTIO_ID_RNG:
+		return "virtio-rng";
+	case VIRTIO_ID_BLOCK:
+		return "virtio-blk";
+	default:
+		return "unknown";
+	}
+}
+
+static void usage(FILE *f, const char *argv0)
+{
+	fprintf(f,
+		"usage: %s [--device rng|blk] [--requests N] [--split] [--no-event-idx]\n"
+		"          [--no-indirect] [--seed N] [--verbose]\n"
+		"Runs a virtio device and the library's driver side in one process.\n"
+		"  --device rng     entropy device (the default)\n"
+		"  --device blk     block device over a 256 KiB RAM disk\n"
+		"  --requests N     requests to submit (default 1000)\n"
+		"  --split          do not accept RING_PACKED (use the split ring)\n"
+		"  --no-event-idx   do not accept EVENT_IDX\n"
+		"  --no-indirect    do not accept INDIRECT_DESC\n"
+		"  --seed N         seed for the request sizes (default 1)\n"
+		"  --verbose        show the library's debug log on stderr\n"
+		"Exit status: 0 pass, 1 fail, 2 bad usage.\n",
+		argv0);
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Returns 0, 1 for --help, -1 for bad usage (after saying why). */
+static int parse_args(int argc, char **argv, struct options *opt)
+{
+	int i;
+
+	opt->requests = 1000;
+	opt->seed = 1;
+	opt->verbose = 0;
+	opt->want = BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_F_RING_PACKED) |
+		    BIT(VIRTIO_RING_F_EVENT_IDX) | BIT(VIRTIO_RING_F_INDIRECT_DESC);
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--requests") || !strcmp(a, "-n")) {
+			if (i + 1 >= argc || parse_u64(argv[++i], 1, 100000000, &opt->requests)) {
+				fprintf(stderr, "%s: --requests needs a number from 1 to 100000000\n",
+					argv[0]);
+				return -1;
+			}
+		} else if (!strcmp(a, "--seed")) {
+			if (i + 1 >= argc || parse_u64(argv[++i], 1, UINT64_MAX, &opt->seed)) {
+				fprintf(stderr, "%s: --seed needs a non-zero number\n", argv[0]);
+				return -1;
+			}
+		} else if (!strcmp(a, "--device")) {
+			if (i + 1 < argc && !strcmp(argv[i + 1], "rng")) {
+				opt->blk = 0;
+			} else if (i + 1 < argc && !strcmp(argv[i + 1], "blk")) {
+				opt->blk = 1;
+			} else {
+				fprintf(stderr, "%s: --device takes rng or blk\n", argv[0]);
+				return -1;
+			}
+			i++;
+		} else if (!strcmp(a, "--split")) {
+			opt->want &= ~BIT(VIRTIO_F_RING_PACKED);
+		} else if (!strcmp(a, "--no-event-idx")) {
+			opt->want &= ~BIT(VIRTIO_RING_F_EVENT_IDX);
+		} else if (!strcmp(a, "--no-indirect")) {
+			opt->want &= ~BIT(VIRTIO_RING_F_INDIRECT_DESC);
+		} else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+			opt->verbose = 1;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			return 1;
+		} else {
+			fprintf(stderr, "%s: unknown argument '%s'\n", argv[0], a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Everything after the run: do the device's and the driver's views agree? */
+static void check_final_state(struct loopback *lb)
+{
+	uint8_t status = vdev_device_status(lb->dev);
+	uint64_t requests, notifies, interrupts, queue_errors;
+
+	if (lb->opt.blk) {
+		const struct ramblk_stats *st = ramblk_stats(lb->blk);
+
+		requests = st->requests;
+		notifies = st->notifies;
+		interrupts = st->interrupts;
+		queue_errors = st->queue_errors;
+		if (st->errors != lb->blk_count[3])
+			fail(lb, "device refused %" PRIu64 " requests, %" PRIu64 " were bad",
+			     st->errors, lb->blk_count[3]);
+		if (memcmp(ramblk_data(lb->blk), lb->shadow, sizeof(lb->shadow)) != 0)
+			fail(lb, "the disk does not hold what the driver wrote");
+	} else {
+		const struct rng_stats *st = rng_stats(lb->rng);
+
+		requests = st->requests;
+		notifies = st->notifies;
+		interrupts = st->interrupts;
+		queue_errors = st->errors;
+		if (st->bytes != lb->bytes)
+			fail(lb, "device wrote %" PRIu64 " bytes, driver collected %" PRIu64,
+			     st->bytes, lb->bytes);
+	}
+	if (status & (VDEV_STATUS_NEEDS_RESET | VDEV_STATUS_FAILED))
+		fail(lb, "device status 0x%02x (needs reset or failed)", status);
+	if (queue_errors)
+		fail(lb, "the device model saw %" PRIu64 " queue errors", queue_errors);
+	if (requests != lb->served)
+		fail(lb, "device served %" PRIu64 " requests, driver collected %" PRIu64,
+		     requests, lb->served);
+	if (notifies != lb->kicks)
+		fail(lb, "driver sent %" PRIu64 " kicks, device saw %" PRIu64, lb->kicks,
+		     notifies);
+	if (interrupts != lb->queue_irqs)
+		fail(lb, "device sent %" PRIu64 " interrupts, %" PRIu64 " arrived", interrupts,
+		     lb->queue_irqs);
+	if (lb->config_irqs)
+		fail(lb, "%" PRIu64 " unexpected configuration-change interrupts",
+		     lb->config_irqs);
+}
+
+/* virtio-blk: the capacity in config space, read the way a driver does. */
+static void check_blk_config(struct loopback *lb)
+{
+	uint8_t cap[8];
+	uint64_t sectors = 0;
+	int r, i;
+
+	r = vdev_drv_config_read(lb->drv, offsetof(struct virtio_blk_config, capacity), cap,
+				 sizeof(cap));
+	if (r < 0) {
+		fail(lb, "config read: %s", strerror(-r));
+		return;
+	}
+	for (i = 7; i >= 0; i--)
+		sectors = (sectors << 8) | cap[i];
+	printf("config: capacity %" PRIu64 " sectors (%" PRIu64 " KiB)\n", sectors,
+	       sectors * RAMBLK_SECTOR / 1024);
+	if (sectors != BLK_SECTORS)
+		fail(lb, "capacity %" PRIu64 ", expected %u", sectors, BLK_SECTORS);
+}
+
+int main(int argc, char **argv)
+{
+	struct vdev_irq_ops irq_ops = VDEV_IRQ_OPS_INIT;
+	struct vdev_drv_config dcfg = VDEV_DRV_CONFIG_INIT;
+	struct loopback *lb;
+	vdev_device *dev = NULL;
+	uint64_t batches = 0, polled = 0, negotiated, expected;
+	int r, pass;
+
+	lb = calloc(1, sizeof(*lb));
+	if (!lb) {
+		printf("result: FAIL (out of memory)\n");
+		return 1;
+	}
+	r = parse_args(argc, argv, &lb->opt);
+	if (r) {
+		if (r > 0)
+			usage(stdout, argv[0]);
+		else
+			fprintf(stderr, "Try '%s --help'.\n", argv[0]);
+		free(lb);
+		return r > 0 ? 0 : 2;
+	}
+	lb->rand_state = lb->opt.seed;
+	vdev_log_set(log_sink, NULL, lb->opt.verbose ? VDEV_LOG_DEBUG : VDEV_LOG_WARNING);
+
+	/* Guest RAM: 1 MiB of ordinary host memory, seen by the guest at 1 GiB. */
+	lb->ram = aligned_alloc(4096, GUEST_RAM_SIZE);
+	if (!lb->ram) {
+		fail(lb, "out of memory");
+		goto out;
+	}
+	memset(lb->ram, 0, GUEST_RAM_SIZE);
+	r = vdev_mem_new(&lb->mem);
+	if (r == 0)
+		r = vdev_mem_add_region(lb->mem, GUEST_RAM_GPA, GUEST_RAM_SIZE, lb->ram, 0);
+	if (r < 0) {
+		fail(lb, "guest memory: %s", strerror(-r));
+		goto out;
+	}
+
+	/* Interrupts: a callback that counts (a KVM VMM would use eventfds). */
+	irq_ops.trigger = irq_trigger;
+	r = vdev_irq_new(&irq_ops, lb, &lb->irq);
+	if (r < 0) {
+		fail(lb, "interrupts: %s", strerror(-r));
+		goto out;
+	}
+
+	/* The device model, with memory and interrupts attached. */
+	if (lb->opt.blk) {
+		r = ramblk_new(lb->mem, lb->irq, QUEUE_SIZE, BLK_SECTORS, &lb->blk);
+		if (r == 0)
+			dev = ramblk_device(lb->blk);
+	} else {
+		r = rng_new(lb->mem, lb->irq, QUEUE_SIZE, &lb->rng);
+		if (r == 0)
+			dev = rng_device(lb->rng);
+	}
+	if (r < 0) {
+		fail(lb, "device: %s", strerror(-r));
+		goto out;
+	}
+	lb->dev = dev;
+	printf("device: %s (type %" PRIu32 "), %" PRIu32 " queue%s of up to %" PRIu32
+	       " entries\n",
+	       device_name(vdev_device_type(dev)), vdev_device_type(dev),
+	       vdev_device_num_queues(dev), vdev_device_num_queues(dev) == 1 ? "" : "s",
+	       vdev_device_queue_max_size(dev));
+	print_features("offered", vdev_device_features(dev));
+
+	/* The driver side, talking to the device through direct calls. Its
+	 * rings live in the first 256 KiB of guest RAM. */
+	dcfg.transport = vdev_drv_direct_transport();
+	dcfg.transport_opaque = dev;
+	dcfg.driver = &driver_ops;
+	dcfg.driver_opaque = lb;
+	dcfg.arena = lb->ram;
+	dcfg.arena_gpa = GUEST_RAM_GPA;
+	dcfg.arena_size = ARENA_SIZE;
+	r = vdev_drv_new(&dcfg, &lb->drv);
+	if (r < 0) {
+		fail(lb, "driver: %s", strerror(-r));
+		goto out;
+	}
+	r = vdev_drv_start(lb->drv);
+	negotiated = vdev_drv_features(lb->drv);
+	print_features("negotiated", negotiated);
+	print_status(vdev_drv_status(lb->drv));
+	if (r < 0) {
+		fail(lb, "driver initialization: %s", strerror(-r));
+		goto out;
+	}
+	expected = vdev_device_features(dev) & (lb->opt.want | BIT(VIRTIO_F_VERSION_1));
+	if (negotiated != expected)
+		fail(lb, "negotiated 0x%" PRIx64 ", expected 0x%" PRIx64, negotiated, expected);
+	if (vdev_device_acked_features(dev) != negotiated)
+		fail(lb, "device acked 0x%" PRIx64 ", driver says 0x%" PRIx64,
+		     vdev_device_acked_features(dev), negotiated);
+	if ((lb->rng && !rng_active(lb->rng)) || !vdev_device_get_queue(dev, 0) || !lb->q) {
+		fail(lb, "device not activated");
+		goto out;
+	}
+	printf("queue 0: %s ring of %" PRIu32 " entries, event index %s, "
+	       "indirect descriptors %s\n",
+	       negotiated & BIT(VIRTIO_F_RING_PACKED) ? "packed" : "split",
+	       vdev_drvq_size(lb->q), negotiated & BIT(VIRTIO_RING_F_EVENT_IDX) ? "on" : "off",
+	       negotiated & BIT(VIRTIO_RING_F_INDIRECT_DESC) ? "on" : "off");
+
+	if (lb->opt.blk)
+		check_blk_config(lb);
+	batches = run_requests(lb, &polled);
+	check_final_state(lb);
+	printf("served %" PRIu64 " requests, %" PRIu64 " bytes in %" PRIu64 " batch%s; "
+	       "driver kicks: %" PRIu64 ", device interrupts: %" PRIu64
+	       " (%" PRIu64 " of the batches polled with interrupts off)\n",
+	       lb->served, lb->bytes, batches, batches == 1 ? "" : "es", lb->kicks,
+	       lb->queue_irqs, polled);
+	if (lb->opt.blk)
+		printf("block requests: %" PRIu64 " writes, %" PRIu64 " reads, %" PRIu64
+		       " flush/get-id, %" PRIu64 " bad ones refused as they should be; "
+		       "disk contents match\n",
+		       lb->blk_count[0], lb->blk_count[1], lb->blk_count[2], lb->blk_count[3]);
+
+	/* Reset through the driver: the device must stop and drop its queue. */
+	vdev_drv_reset(lb->drv);
+	if (vdev_device_status(dev) != 0 || vdev_device_get_queue(dev, 0) ||
+	    (lb->rng && rng_active(lb->rng)))
+		fail(lb, "device still active after the driver reset it");
+	else
+		printf("reset: device stopped, status 0\n");
+
+out:
+	vdev_drv_free(lb->drv);
+	rng_free(lb->rng);
+	ramblk_free(lb->blk);
+	vdev_irq_free(lb->irq);
+	vdev_mem_free(lb->mem);
+	free(lb->ram);
+	pass = !lb->failure[0];
+	if (pass)
+		printf("result: PASS\n");
+	else
+		printf("result: FAIL (%s)\n", lb->failure);
+	free(lb);
+	return pass ? 0 : 1;
+}

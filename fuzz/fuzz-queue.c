@@ -9,7 +9,7 @@
  *   byte 2    iov_cap (b % 80)
  *   byte 3    number of 4-byte operations that follow
  *   ops       {code, a, b, c}: pop / fill / flush / set_notification /
- *             guest write / state checks
+ *             guest write / bogus fill / republish (driver) / state checks
  *   rest      guest memory image (rings at fixed offsets, then buffers)
  *
  * Invariants checked (a violation aborts, which libFuzzer reports): pop only
@@ -189,13 +189,62 @@ static void do_flush(struct fz *f)
 		CHECK(r == 0 || r == 1);
 }
 
+/*
+ * A driver making more buffers available, so that runs get past the first
+ * lap: split re-offers head o[1]; packed copies 1..4 template descriptors
+ * from the image (offset TPL_OFF) to where the device reads next, with the
+ * avail/used bits of the current lap.
+ */
+#define TPL_OFF 0x3800u
+
+static void republish(struct fz *f, const uint8_t *o)
+{
+	struct vdev_queue_state st = VDEV_QUEUE_STATE_INIT;
+
+	if (vdev_queue_get_state(f->q, &st) < 0)
+		return;
+	if (!f->packed) {
+		uint16_t idx;
+		uint16_t head = (uint16_t)(o[1] % f->size);
+		memcpy(&idx, f->a + DRV_OFF + 2, 2);
+		memcpy(f->a + DRV_OFF + 4 + 2 * (idx % f->size), &head, 2);
+		idx = (uint16_t)(idx + 1);
+		memcpy(f->a + DRV_OFF + 2, &idx, 2);
+	} else {
+		uint32_t n = 1u + o[1] % 4u, k;
+		uint32_t slot = st.last_avail_idx, wrap = st.avail_wrap;
+		uint8_t d[16];
+		uint16_t fl;
+
+		if (slot >= f->size)
+			return;
+		for (k = n; k-- > 0;) {
+			uint32_t sl = slot + k, w = wrap;
+			if (sl >= f->size) {
+				sl -= f->size;
+				w ^= 1;
+			}
+			if (sl >= f->size)
+				continue;
+			memcpy(d, f->a + TPL_OFF + 16 * ((o[2] + k) % 64), 16);
+			memcpy(&fl, d + 14, 2);
+			fl &= (uint16_t)~(0x8080u | 1u);
+			if (k + 1 < n)
+				fl |= 1; /* NEXT */
+			fl |= (uint16_t)(w ? 0x80u : 0x8000u);
+			memcpy(d + 14, &fl, 2);
+			memcpy(f->a + DESC_OFF + 16 * sl, d, 16);
+		}
+	}
+}
+
 static void run_ops(struct fz *f, const uint8_t *ops, uint32_t nops)
 {
 	for (uint32_t i = 0; i < nops; i++) {
 		const uint8_t *o = ops + 4 * i;
 		int r;
 
-		switch (o[0] % 10) {
+		switch (o[0] % 11) {
 		case 0:
 		case 1:
 		case 2:
@@ -254,6 +303,9 @@ static void run_ops(struct fz *f, const uint8_t *ops, uint32_t nops)
 			}
 			break;
 		}
+		case 9:
+			republish(f, o);
+			break;
 		default: {
 			struct vdev_queue_state st = VDEV_QUEUE_STATE_INIT;
 			CHECK(vdev_queue_get_state(f->q, &st) == 0);

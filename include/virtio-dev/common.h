@@ -19,6 +19,27 @@ extern "C" {
 #define VDEV_EXPORT
 #endif
 
+/*
+ * Initializer of a versioned struct: struct_size set, everything else zero.
+ * C gets designated initializers; C++ (where g++ -Wextra warns about missing
+ * designated members, and C++ before 20 has none at all) gets a
+ * value-initialized copy from an inline template (a positional {sizeof}
+ * would trip -Wmissing-field-initializers).
+ */
+#ifdef __cplusplus
+} /* extern "C" */
+template <typename T> static inline T vdev_struct_init_(void)
+{
+	T v = T();
+	v.struct_size = sizeof(T);
+	return v;
+}
+extern "C" {
+#define VDEV_STRUCT_INIT(type) vdev_struct_init_<type>()
+#else
+#define VDEV_STRUCT_INIT(type) {.struct_size = sizeof(type)}
+#endif
+
 /* Version of the headers; vdev_version() gives the library's. */
 #define VDEV_VERSION_MAJOR 0
 #define VDEV_VERSION_MINOR 1

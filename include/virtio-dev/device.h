@@ -69,9 +69,25 @@ struct vdev_device_ops {
 	void (*reset)(vdev_device *dev, void *opaque);
 	/* The driver kicked queue @queue (an enabled queue of an active device). */
 	void (*queue_notify)(vdev_device *dev, void *opaque, uint32_t queue);
+	/*
+	 * Optional, both or neither; with them the device offers
+	 * VIRTIO_F_RING_RESET. queue_reset: stop using queue @queue (finish or
+	 * drop its in-flight work) before returning; the library frees it.
+	 * queue_enable: queue @queue is live again (vdev_device_get_queue);
+	 * return 0, or a negative errno (the device then needs a reset).
+	 */
+	void (*queue_reset)(vdev_device *dev, void *opaque, uint32_t queue);
+	int (*queue_enable)(vdev_device *dev, void *opaque, uint32_t queue);
+	/*
+	 * Optional (Suspendable): sleep stops every use of queues and guest
+	 * memory, waiting for in-flight work, before returning; wake resumes.
+	 * Only called on an active device.
+	 */
+	int (*sleep)(vdev_device *dev, void *opaque);
+	int (*wake)(vdev_device *dev, void *opaque);
 };
 
-#define VDEV_DEVICE_OPS_INIT {.struct_size = sizeof(struct vdev_device_ops)}
+#define VDEV_DEVICE_OPS_INIT VDEV_STRUCT_INIT(struct vdev_device_ops)
 
 struct vdev_device_config {
 	uint32_t struct_size;
@@ -83,7 +99,7 @@ struct vdev_device_config {
 	uint32_t reserved;
 };
 
-#define VDEV_DEVICE_CONFIG_INIT {.struct_size = sizeof(struct vdev_device_config)}
+#define VDEV_DEVICE_CONFIG_INIT VDEV_STRUCT_INIT(struct vdev_device_config)
 
 #define VDEV_DEVICE_MAX_QUEUES 1024u
 #define VDEV_DEVICE_MAX_CONFIG 4096u
@@ -180,8 +196,8 @@ VDEV_EXPORT void vdev_device_reset(vdev_device *dev);
 /**
  * vdev_device_queue_setup() - the driver configures queue @queue (size,
  * layout flags are taken from the acked features, addresses). Only while
- * FEATURES_OK is set and DRIVER_OK is not, and the queue is not enabled
- * (-EBUSY). @cfg->flags is ignored. Size must be 1..queue_max_size (split:
+ * FEATURES_OK is set and DRIVER_OK is not (or, with VIRTIO_F_RING_RESET, for a
+ * queue that is not enabled), and the queue is not enabled (-EBUSY). @cfg->flags is ignored. Size must be 1..queue_max_size (split:
  * a power of two). Returns 0, -EINVAL, -EBUSY or -EPERM. Since 0.1.
  */
 VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
@@ -190,9 +206,36 @@ VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 /**
  * vdev_device_queue_enable() - the driver sets queue_enable (@enable 1) or
  * disables it (0, before DRIVER_OK only). Enabling needs a prior setup.
- * Returns 0, -EINVAL or -EBUSY. Since 0.1.
+ * After DRIVER_OK, only with VIRTIO_F_RING_RESET: the queue goes live at once
+ * (the model's queue_enable). Returns 0, -EINVAL or -EBUSY. Since 0.1.
  */
 VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int enable);
+
+/**
+ * vdev_device_queue_reset() - the driver resets one queue
+ * (VIRTIO_F_RING_RESET negotiated, DRIVER_OK set): the model's queue_reset
+ * runs, the live queue is freed, and the queue reads as not set up and not
+ * enabled. Returns 0, -EINVAL or -EPERM (not negotiated / not running).
+ * Since 0.1.
+ */
+VDEV_EXPORT int vdev_device_queue_reset(vdev_device *dev, uint32_t queue);
+
+/**
+ * vdev_device_queue_config() - what the driver set up for @queue (size and
+ * addresses; flags from the acked features), for transports whose registers
+ * read back and for migration. Returns 0 or -EINVAL. Since 0.1.
+ */
+VDEV_EXPORT int vdev_device_queue_config(const vdev_device *dev, uint32_t queue,
+					 struct vdev_queue_config *cfg);
+
+/**
+ * vdev_device_sleep() / vdev_device_wake() - pause and resume the device
+ * (Suspendable): while asleep the model does not run, and kicks are
+ * remembered and delivered on wake. Returns 0, -EINVAL, -EALREADY, or the
+ * model's error (the device then stays as it was). Since 0.1.
+ */
+VDEV_EXPORT int vdev_device_sleep(vdev_device *dev);
+VDEV_EXPORT int vdev_device_wake(vdev_device *dev);
 
 /** vdev_device_queue_enabled() - 1 if enabled, 0 if not. Since 0.1. */
 VDEV_EXPORT int vdev_device_queue_enabled(const vdev_device *dev, uint32_t queue);

@@ -51,7 +51,7 @@ struct vdev_drv_transport_ops {
 	void (*config_write)(void *t, uint32_t offset, uint32_t width, uint32_t value);
 };
 
-#define VDEV_DRV_TRANSPORT_OPS_INIT {.struct_size = sizeof(struct vdev_drv_transport_ops)}
+#define VDEV_DRV_TRANSPORT_OPS_INIT VDEV_STRUCT_INIT(struct vdev_drv_transport_ops)
 
 /* The device-specific part of a driver. */
 struct vdev_driver_ops {
@@ -66,7 +66,7 @@ struct vdev_driver_ops {
 	int (*device_initialized)(vdev_drv *drv, void *opaque);
 };
 
-#define VDEV_DRIVER_OPS_INIT {.struct_size = sizeof(struct vdev_driver_ops)}
+#define VDEV_DRIVER_OPS_INIT VDEV_STRUCT_INIT(struct vdev_driver_ops)
 
 struct vdev_drv_config {
 	uint32_t struct_size;
@@ -76,13 +76,14 @@ struct vdev_drv_config {
 	const struct vdev_driver_ops *driver; /* borrowed, required */
 	void *driver_opaque;
 	/* Memory the driver carves rings (and its ring bookkeeping) from: a host
-	 * pointer and the guest-physical address the device sees it at. */
+	 * pointer and the guest-physical address the device sees it at, both
+	 * 16-byte aligned. */
 	void *arena;
 	uint64_t arena_gpa;
 	uint64_t arena_size;
 };
 
-#define VDEV_DRV_CONFIG_INIT {.struct_size = sizeof(struct vdev_drv_config)}
+#define VDEV_DRV_CONFIG_INIT VDEV_STRUCT_INIT(struct vdev_drv_config)
 
 /** vdev_drv_storage_size() - bytes vdev_drv_init needs. Since 0.1. */
 VDEV_EXPORT uint64_t vdev_drv_storage_size(void);
@@ -108,8 +109,11 @@ VDEV_EXPORT void vdev_drv_free(vdev_drv *drv);
  * vdev_drv_start() - the initialization sequence of the spec (3.1.1): reset,
  * ACKNOWLEDGE, DRIVER, negotiate_features, FEATURES_OK (read back: -ENOTSUP
  * when the device refused), pre_device_initialization, DRIVER_OK,
- * device_initialized. On failure sets FAILED and returns the error.
- * Since 0.1.
+ * device_initialized. Transport and ring feature bits the driver side does
+ * not implement (IN_ORDER, NOTIFICATION_DATA, ...) are never accepted.
+ * Returns 0; -ENOTSUP; -ETIMEDOUT (reset never completed); -EIO (the device
+ * did not accept DRIVER_OK); or the callbacks' / transport's error, after
+ * setting FAILED. Since 0.1.
  */
 VDEV_EXPORT int vdev_drv_start(vdev_drv *drv);
 
@@ -124,8 +128,8 @@ VDEV_EXPORT uint32_t vdev_drv_status(const vdev_drv *drv);
 
 /**
  * vdev_drv_config_read() - read @len bytes of device config at @offset,
- * consistently (retried while the config generation changes). Returns 0 or
- * -EINVAL. Since 0.1.
+ * consistently (retried while the config generation changes). Returns 0,
+ * -EINVAL, or -EAGAIN when the generation never settled. Since 0.1.
  */
 VDEV_EXPORT int vdev_drv_config_read(vdev_drv *drv, uint32_t offset, void *buf, uint32_t len);
 
@@ -152,13 +156,20 @@ VDEV_EXPORT vdev_drvq *vdev_drv_queue(const vdev_drv *drv, uint32_t queue);
 /* vdev_drvq_add flags */
 #define VDEV_DRVQ_ADD_NO_INDIRECT 0x1u /* chain descriptors even if indirect is possible */
 
+/*
+ * After vdev_drv_reset or a new vdev_drv_start, the vdev_drvq_* calls on an
+ * old queue handle return -ENODEV; after the device returned a bad used id,
+ * every call returns -EBADMSG.
+ */
+
 /**
  * vdev_drvq_add() - make one buffer available: @out_num device-readable
  * segments followed by @in_num device-writable ones, given as guest
  * addresses and lengths. The buffer becomes visible to the device at once;
  * vdev_drvq_kick() notifies it.
  * @token: returned by vdev_drvq_get_used (must not be NULL).
- * Returns 0; -ENOSPC (ring full: collect used buffers first); -EINVAL.
+ * Returns 0; -ENOSPC (ring full: collect used buffers first); -EINVAL (bad
+ * arguments, or a request that can never fit the ring).
  * Since 0.1.
  */
 VDEV_EXPORT int vdev_drvq_add(vdev_drvq *q, const uint64_t *addr, const uint32_t *len,

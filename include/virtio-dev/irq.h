@@ -37,7 +37,7 @@ struct vdev_irq_ops {
 	int (*trigger)(void *opaque, uint32_t kind, uint32_t queue);
 };
 
-#define VDEV_IRQ_OPS_INIT {.struct_size = sizeof(struct vdev_irq_ops)}
+#define VDEV_IRQ_OPS_INIT VDEV_STRUCT_INIT(struct vdev_irq_ops)
 
 /* Flag for vdev_irq_new_eventfd: one eventfd for everything (a shared line). */
 #define VDEV_IRQ_F_SHARED 0x1u
@@ -47,7 +47,8 @@ struct vdev_irq_ops {
  * @ops: copied; trigger is required.
  * @out: receives the object; untouched on failure.
  *
- * Returns 0, -EINVAL or -ENOMEM. Since 0.1.
+ * The callback variant has no queue count, so trigger cannot range-check
+ * @queue: the callback must. Returns 0, -EINVAL or -ENOMEM. Since 0.1.
  */
 VDEV_EXPORT int vdev_irq_new(const struct vdev_irq_ops *ops, void *opaque, vdev_irq **out);
 

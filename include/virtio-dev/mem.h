@@ -48,7 +48,8 @@ struct vdev_mem_ops {
 	 * VDEV_MEM_WRITE). On success store the host pointer of @gpa in *hva and
 	 * in *contig the number of bytes (1..len) that are contiguous in host
 	 * memory from there, and return 0. Return -EFAULT when @gpa is not
-	 * mapped for @access. Never called with len == 0.
+	 * mapped for @access. Never called with len == 0. Any failure or an answer
+	 * outside this contract reaches the library's callers as -EFAULT.
 	 */
 	int (*translate)(void *opaque, uint64_t gpa, uint64_t len, uint32_t access, void **hva,
 			 uint64_t *contig);
@@ -56,7 +57,7 @@ struct vdev_mem_ops {
 	void (*mark_dirty)(void *opaque, uint64_t gpa, uint64_t len);
 };
 
-#define VDEV_MEM_OPS_INIT {.struct_size = sizeof(struct vdev_mem_ops)}
+#define VDEV_MEM_OPS_INIT VDEV_STRUCT_INIT(struct vdev_mem_ops)
 
 /**
  * vdev_mem_new() - create an empty region table.
@@ -90,8 +91,8 @@ VDEV_EXPORT void vdev_mem_free(vdev_mem *mem);
  * vdev_mem_add_region() - map [gpa, gpa + size) to host memory at @hva.
  * @flags: 0 or VDEV_MEM_F_READONLY (the library then refuses to write there).
  *
- * Returns 0; -EINVAL for size 0, a NULL @hva, unknown flags or a range that
- * wraps around 2^64; -EEXIST when it overlaps an existing region; -ENOSPC when
+ * Returns 0; -EINVAL for size 0, a NULL @hva, unknown flags, a guest range
+ * that goes past 2^64 (it may end exactly there) or a host range that wraps; -EEXIST when it overlaps an existing region; -ENOSPC when
  * the table is full (VDEV_MEM_MAX_REGIONS); -ENOMEM; -EOPNOTSUPP for a custom
  * vdev_mem. Since 0.1.
  */
@@ -111,8 +112,9 @@ VDEV_EXPORT int vdev_mem_remove_region(vdev_mem *mem, uint64_t gpa);
  * vdev_mem_translate() - translate the start of [gpa, gpa + len).
  *
  * Stores the host pointer for @gpa in *hva and the contiguous length
- * (1..len) in *contig. Returns 0; -EINVAL for len == 0, NULL pointers or a range
- * that wraps; -EFAULT when @gpa is unmapped or (with VDEV_MEM_WRITE) read-only.
+ * (1..len) in *contig. @access is a non-zero mix of VDEV_MEM_READ and
+ * VDEV_MEM_WRITE. Returns 0; -EINVAL for len == 0, a bad @access, NULL
+ * pointers or a range that wraps; -EFAULT when @gpa is unmapped or (with VDEV_MEM_WRITE) read-only.
  * Since 0.1.
  */
 VDEV_EXPORT int vdev_mem_translate(vdev_mem *mem, uint64_t gpa, uint64_t len, uint32_t access,
@@ -127,14 +129,16 @@ VDEV_EXPORT void *vdev_mem_ptr(vdev_mem *mem, uint64_t gpa, uint64_t len, uint32
 
 /**
  * vdev_mem_read() - copy [gpa, gpa + len) out of guest memory, across regions.
- * Returns 0, -EINVAL or -EFAULT (nothing is guaranteed about @buf then).
+ * Returns 0, -EINVAL (len == 0 included) or -EFAULT (nothing is guaranteed
+ * about @buf then).
  * Since 0.1.
  */
 VDEV_EXPORT int vdev_mem_read(vdev_mem *mem, uint64_t gpa, void *buf, uint64_t len);
 
 /**
  * vdev_mem_write() - copy @buf into [gpa, gpa + len) and mark it dirty.
- * Returns 0, -EINVAL or -EFAULT (checked before any byte is written).
+ * Returns 0, -EINVAL (len == 0 included) or -EFAULT (checked before any byte
+ * is written).
  * Since 0.1.
  */
 VDEV_EXPORT int vdev_mem_write(vdev_mem *mem, uint64_t gpa, const void *buf, uint64_t len);
@@ -156,7 +160,11 @@ VDEV_EXPORT int vdev_mem_dirty_log_enable(vdev_mem *mem, int enable);
 /**
  * vdev_mem_dirty_log_get() - query (and with @clear != 0 atomically clear) the
  * dirty bits of [gpa, gpa + npages * 4 KiB).
- * @gpa: 4 KiB aligned, inside one region.
+ * @gpa: 4 KiB aligned; the pages must overlap a single region (measured in
+ *       whole pages, so a region that does not start on a page boundary is
+ *       queried from the page it starts in). A page shared by two unaligned
+ *       regions reads as the OR of both regions' bits.
+ * @npages: at least 1.
  * @bitmap: receives npages bits, bit i of word i / 64 for page i (LSB first).
  * @bitmap_words: size of @bitmap in 64-bit words, at least (npages + 63) / 64.
  *

@@ -59,7 +59,7 @@ struct vdev_queue_config {
 	uint64_t device_addr;
 };
 
-#define VDEV_QUEUE_CONFIG_INIT {.struct_size = sizeof(struct vdev_queue_config)}
+#define VDEV_QUEUE_CONFIG_INIT VDEV_STRUCT_INIT(struct vdev_queue_config)
 
 /*
  * One popped chain. The caller owns the storage: it points @iov and @gpa at
@@ -79,7 +79,7 @@ struct vdev_queue_elem {
 	uint32_t ndescs;     /* out: ring slots the chain used (packed) */
 };
 
-#define VDEV_QUEUE_ELEM_INIT {.struct_size = sizeof(struct vdev_queue_elem)}
+#define VDEV_QUEUE_ELEM_INIT VDEV_STRUCT_INIT(struct vdev_queue_elem)
 
 /* Saved ring position, for migration and vhost-user GET/SET_VRING_BASE. */
 struct vdev_queue_state {
@@ -91,7 +91,7 @@ struct vdev_queue_state {
 	uint16_t reserved;
 };
 
-#define VDEV_QUEUE_STATE_INIT {.struct_size = sizeof(struct vdev_queue_state)}
+#define VDEV_QUEUE_STATE_INIT VDEV_STRUCT_INIT(struct vdev_queue_state)
 
 /**
  * vdev_queue_new() - attach to a ring the driver set up in guest memory.

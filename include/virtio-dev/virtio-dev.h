@@ -9,5 +9,8 @@
 #include "queue.h"
 #include "device.h"
 #include "driver.h"
+#include "bus.h"
+#include "mmio.h"
+#include "blk.h"
 
 #endif

@@ -21,6 +21,7 @@
 
 #include <virtio-dev/device.h>
 
+#include "core/device_internal.h"
 #include "core/queue_internal.h"
 #include "internal/util.h"
 
@@ -58,6 +59,9 @@ struct vdev_device {
 	uint32_t isr;       /* atomic */
 	uint32_t generation; /* atomic */
 	int active;         /* atomic: the model's activate succeeded */
+	int legacy;         /* pre-1.0 interface (virtio-mmio version 1) */
+	int asleep;         /* atomic: between vdev_device_sleep and wake */
+	uint64_t *kicks_asleep; /* atomic bitmap: kicks that arrived while asleep */
 	struct vdi_dev_queue *queues;
 };
 
@@ -106,6 +110,8 @@ static void do_reset(vdev_device *dev)
 	free_live_queues(dev);
 	memset(dev->queues, 0, sizeof(*dev->queues) * dev->cfg.num_queues);
 	dev->acked = 0;
+	__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
+	memset(dev->kicks_asleep, 0, sizeof(uint64_t) * ((dev->cfg.num_queues + 63) / 64));
 	__atomic_store_n(&dev->isr, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&dev->status, 0, __ATOMIC_SEQ_CST);
 	/* Config may read differently after a reset (feature-dependent fields):
@@ -121,6 +127,22 @@ static void queue_broken(void *ctx, vdev_queue *q, int err)
 	vdi_log(VDEV_LOG_WARNING, "device %u: a virtqueue broke (%d), needs reset",
 		dev->cfg.device_type, err);
 	vdev_device_set_needs_reset(dev);
+}
+
+/* Kicks that arrived while asleep, delivered once awake. */
+static void deliver_held_kicks(vdev_device *dev)
+{
+	for (uint32_t w = 0; w < (dev->cfg.num_queues + 63) / 64; w++) {
+		uint64_t bits = __atomic_exchange_n(&dev->kicks_asleep[w], 0, __ATOMIC_SEQ_CST);
+
+		while (bits) {
+			uint32_t q = w * 64 + (uint32_t)__builtin_ctzll(bits);
+
+			bits &= bits - 1;
+			if (dev->queues[q].q)
+				dev->ops.queue_notify(dev, dev->opaque, q);
+		}
+	}
 }
 
 VDEV_EXPORT int vdev_device_new(const struct vdev_device_config *cfg,
@@ -144,7 +166,8 @@ VDEV_EXPORT int vdev_device_new(const struct vdev_device_config *cfg,
 		vdi_log(VDEV_LOG_DEBUG, "vdev_device_new: invalid config");
 		return -EINVAL;
 	}
-	if (!o.config_read || !o.activate || !o.reset || !o.queue_notify) {
+	if (!o.config_read || !o.activate || !o.reset || !o.queue_notify ||
+	    !o.queue_reset != !o.queue_enable) {
 		vdi_log(VDEV_LOG_DEBUG, "vdev_device_new: a required device op is missing");
 		return -EINVAL;
 	}
@@ -153,7 +176,10 @@ VDEV_EXPORT int vdev_device_new(const struct vdev_device_config *cfg,
 	if (!dev)
 		return -ENOMEM;
 	dev->queues = calloc(c.num_queues, sizeof(*dev->queues));
-	if (!dev->queues) {
+	dev->kicks_asleep = calloc((c.num_queues + 63) / 64, sizeof(uint64_t));
+	if (!dev->queues || !dev->kicks_asleep) {
+		free(dev->queues);
+		free(dev->kicks_asleep);
 		free(dev);
 		return -ENOMEM;
 	}
@@ -161,6 +187,11 @@ VDEV_EXPORT int vdev_device_new(const struct vdev_device_config *cfg,
 	dev->ops = o;
 	dev->opaque = opaque;
 	dev->offered = c.features | VDI_BIT(VIRTIO_F_VERSION_1);
+	/* Per-queue reset needs the model's help; offer it only then. */
+	if (o.queue_reset)
+		dev->offered |= VDI_BIT(VIRTIO_F_RING_RESET);
+	else
+		dev->offered &= ~VDI_BIT(VIRTIO_F_RING_RESET);
 	*out = dev;
 	return 0;
 }
@@ -171,6 +202,7 @@ VDEV_EXPORT void vdev_device_free(vdev_device *dev)
 		return;
 	do_reset(dev);
 	free(dev->queues);
+	free(dev->kicks_asleep);
 	free(dev);
 }
 
@@ -233,7 +265,7 @@ VDEV_EXPORT uint32_t vdev_device_features_page(const vdev_device *dev, uint32_t 
 {
 	if (!dev || page > 1)
 		return 0;
-	return (uint32_t)(dev->offered >> (32 * page));
+	return (uint32_t)(vdi_device_offered(dev) >> (32 * page));
 }
 
 VDEV_EXPORT uint64_t vdev_device_acked_features(const vdev_device *dev)
@@ -241,11 +273,27 @@ VDEV_EXPORT uint64_t vdev_device_acked_features(const vdev_device *dev)
 	return dev ? dev->acked : 0;
 }
 
+uint64_t vdi_device_offered(const vdev_device *dev)
+{
+	/* A legacy interface has 32 feature bits, and none of the 1.0 ones. */
+	return dev->legacy ? dev->offered & 0xffffffffull : dev->offered;
+}
+
+int vdi_device_set_legacy(vdev_device *dev, int legacy)
+{
+	if (status_load(dev) != 0)
+		return -EBUSY;
+	dev->legacy = !!legacy;
+	return 0;
+}
+
 static int features_writable(const vdev_device *dev)
 {
 	uint8_t st = status_load(dev);
+	/* Legacy has no FEATURES_OK: features settle at DRIVER_OK. */
+	uint8_t closed = dev->legacy ? VDEV_STATUS_DRIVER_OK : VDEV_STATUS_FEATURES_OK;
 
-	if (!(st & VDEV_STATUS_DRIVER) || (st & VDEV_STATUS_FEATURES_OK)) {
+	if (!(st & VDEV_STATUS_DRIVER) || (st & closed)) {
 		vdi_log(VDEV_LOG_DEBUG, "device %u: feature write refused in status 0x%x",
 			dev->cfg.device_type, st);
 		return 0;
@@ -290,16 +338,16 @@ VDEV_EXPORT uint8_t vdev_device_status(const vdev_device *dev)
 /* FEATURES_OK: may the driver's acked set be accepted? */
 static int features_acceptable(vdev_device *dev)
 {
-	uint64_t acked = dev->acked;
+	uint64_t acked = dev->acked, offered = vdi_device_offered(dev);
 	int r;
 
-	if (acked & ~dev->offered) {
+	if (acked & ~offered) {
 		vdi_log(VDEV_LOG_DEBUG,
 			"device %u: FEATURES_OK refused, unoffered features 0x%llx acked",
-			dev->cfg.device_type, (unsigned long long)(acked & ~dev->offered));
+			dev->cfg.device_type, (unsigned long long)(acked & ~offered));
 		return 0;
 	}
-	if (!(acked & VDI_BIT(VIRTIO_F_VERSION_1))) {
+	if (!dev->legacy && !(acked & VDI_BIT(VIRTIO_F_VERSION_1))) {
 		vdi_log(VDEV_LOG_DEBUG, "device %u: FEATURES_OK refused, VERSION_1 not acked",
 			dev->cfg.device_type);
 		return 0;
@@ -329,32 +377,42 @@ static uint32_t queue_flags(uint64_t acked)
 	return flags;
 }
 
+/* Make queue @i live from what the driver set up. */
+static int create_queue(vdev_device *dev, uint32_t i)
+{
+	struct vdi_dev_queue *dq = &dev->queues[i];
+	struct vdev_queue_config qc = VDEV_QUEUE_CONFIG_INIT;
+	int r;
+
+	qc.size = dq->size;
+	qc.flags = queue_flags(dev->acked);
+	qc.desc_addr = dq->desc_addr;
+	qc.driver_addr = dq->driver_addr;
+	qc.device_addr = dq->device_addr;
+	r = vdev_queue_new(&qc, dev->mem, &dq->q);
+	if (r < 0) {
+		dq->q = NULL;
+		vdi_log(VDEV_LOG_WARNING, "device %u: queue %u cannot be created (%d)",
+			dev->cfg.device_type, i, r);
+		return r;
+	}
+	vdi_queue_set_owner(dq->q, queue_broken, dev);
+	return 0;
+}
+
 /* Create every enabled queue. On failure the ones created are freed. */
 static int create_queues(vdev_device *dev)
 {
-	uint32_t flags = queue_flags(dev->acked);
-
 	for (uint32_t i = 0; i < dev->cfg.num_queues; i++) {
-		struct vdi_dev_queue *dq = &dev->queues[i];
-		struct vdev_queue_config qc = VDEV_QUEUE_CONFIG_INIT;
 		int r;
 
-		if (!dq->enabled)
+		if (!dev->queues[i].enabled)
 			continue;
-		qc.size = dq->size;
-		qc.flags = flags;
-		qc.desc_addr = dq->desc_addr;
-		qc.driver_addr = dq->driver_addr;
-		qc.device_addr = dq->device_addr;
-		r = vdev_queue_new(&qc, dev->mem, &dq->q);
+		r = create_queue(dev, i);
 		if (r < 0) {
-			dq->q = NULL;
-			vdi_log(VDEV_LOG_WARNING, "device %u: queue %u cannot be created (%d)",
-				dev->cfg.device_type, i, r);
 			free_live_queues(dev);
 			return r;
 		}
-		vdi_queue_set_owner(dq->q, queue_broken, dev);
 	}
 	return 0;
 }
@@ -420,7 +478,8 @@ VDEV_EXPORT int vdev_device_set_status(vdev_device *dev, uint8_t status)
 	}
 	if (((added & VDEV_STATUS_DRIVER) && !(want & VDEV_STATUS_ACKNOWLEDGE)) ||
 	    ((added & VDEV_STATUS_FEATURES_OK) && !(want & VDEV_STATUS_DRIVER)) ||
-	    ((added & VDEV_STATUS_DRIVER_OK) && !(want & VDEV_STATUS_FEATURES_OK))) {
+	    ((added & VDEV_STATUS_DRIVER_OK) &&
+	     !(want & (dev->legacy ? VDEV_STATUS_DRIVER : VDEV_STATUS_FEATURES_OK)))) {
 		vdi_log(VDEV_LOG_DEBUG, "device %u: status 0x%x out of order (was 0x%x)",
 			dev->cfg.device_type, status, cur);
 		return -EPERM;
@@ -435,6 +494,10 @@ VDEV_EXPORT int vdev_device_set_status(vdev_device *dev, uint8_t status)
 	}
 	if ((added & VDEV_STATUS_FEATURES_OK) && !features_acceptable(dev))
 		return -EPERM;
+	/* Legacy drivers never set FEATURES_OK: check their features here. */
+	if (dev->legacy && (added & VDEV_STATUS_DRIVER_OK) && !(want & VDEV_STATUS_FEATURES_OK) &&
+	    !features_acceptable(dev))
+		return -EPERM;
 
 	old = __atomic_fetch_or(&dev->status, added, __ATOMIC_SEQ_CST);
 	if (added & VDEV_STATUS_DRIVER_OK)
@@ -448,6 +511,21 @@ VDEV_EXPORT void vdev_device_reset(vdev_device *dev)
 		do_reset(dev);
 }
 
+static int ring_reset_on(const vdev_device *dev)
+{
+	return !!(dev->acked & VDI_BIT(VIRTIO_F_RING_RESET)) &&
+	       __atomic_load_n(&dev->active, __ATOMIC_ACQUIRE);
+}
+
+/* May the driver set queues up now? Before DRIVER_OK (after FEATURES_OK, or
+ * DRIVER for legacy), or later for a reset queue with RING_RESET. */
+static int queue_setup_phase(const vdev_device *dev, uint8_t st)
+{
+	if (st & VDEV_STATUS_DRIVER_OK)
+		return ring_reset_on(dev) && !(st & VDEV_STATUS_NEEDS_RESET);
+	return !!(st & (dev->legacy ? VDEV_STATUS_DRIVER : VDEV_STATUS_FEATURES_OK));
+}
+
 VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 					const struct vdev_queue_config *cfg)
 {
@@ -458,7 +536,7 @@ VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 	if (!dev || !cfg || vdi_copy_versioned(&qc, sizeof(qc), cfg) < 0)
 		return -EINVAL;
 	st = status_load(dev);
-	if (!(st & VDEV_STATUS_FEATURES_OK) || (st & VDEV_STATUS_DRIVER_OK)) {
+	if (!queue_setup_phase(dev, st)) {
 		vdi_log(VDEV_LOG_DEBUG, "device %u: queue setup refused in status 0x%x",
 			dev->cfg.device_type, st);
 		return -EPERM;
@@ -469,7 +547,7 @@ VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 	if (dq->enabled)
 		return -EBUSY;
 	if (qc.size == 0 || qc.size > dev->cfg.queue_max_size ||
-	    (!(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED)) && !is_pow2(qc.size))) {
+	    ((dev->legacy || !(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED))) && !is_pow2(qc.size))) {
 		vdi_log(VDEV_LOG_DEBUG, "device %u: queue %u: bad size %u",
 			dev->cfg.device_type, queue, qc.size);
 		return -EINVAL;
@@ -491,13 +569,101 @@ VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int e
 	dq = &dev->queues[queue];
 	if (!!enable == dq->enabled)
 		return 0;
-	/* Queues become live at DRIVER_OK; the set cannot change afterwards
-	 * (no VIRTIO_F_RING_RESET support). */
-	if (status_load(dev) & VDEV_STATUS_DRIVER_OK)
-		return -EBUSY;
+	if (status_load(dev) & VDEV_STATUS_DRIVER_OK) {
+		int r;
+
+		/* Queues go live at DRIVER_OK; afterwards only a queue that was
+		 * reset (VIRTIO_F_RING_RESET) comes back, and nothing is disabled
+		 * except through a queue reset. */
+		if (!enable || !queue_setup_phase(dev, status_load(dev)))
+			return -EBUSY;
+		if (!dq->configured)
+			return -EINVAL;
+		r = create_queue(dev, queue);
+		if (r == 0) {
+			dq->enabled = 1;
+			r = dev->ops.queue_enable(dev, dev->opaque, queue);
+			if (r == 0)
+				return 0;
+			vdev_queue_free(dq->q);
+			dq->q = NULL;
+			dq->enabled = 0;
+		}
+		vdev_device_set_needs_reset(dev);
+		return 0;
+	}
 	if (enable && !dq->configured)
 		return -EINVAL;
 	dq->enabled = !!enable;
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_queue_reset(vdev_device *dev, uint32_t queue)
+{
+	struct vdi_dev_queue *dq;
+
+	if (!dev || queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	if (!(status_load(dev) & VDEV_STATUS_DRIVER_OK) || !ring_reset_on(dev))
+		return -EPERM;
+	dq = &dev->queues[queue];
+	if (dq->q)
+		dev->ops.queue_reset(dev, dev->opaque, queue);
+	vdev_queue_free(dq->q);
+	memset(dq, 0, sizeof(*dq));
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_queue_config(const vdev_device *dev, uint32_t queue,
+					 struct vdev_queue_config *cfg)
+{
+	const struct vdi_dev_queue *dq;
+
+	if (!dev || !cfg || queue >= dev->cfg.num_queues ||
+	    cfg->struct_size < sizeof(struct vdev_queue_config))
+		return -EINVAL;
+	dq = &dev->queues[queue];
+	cfg->size = dq->size;
+	cfg->flags = dev->legacy ? 0 : queue_flags(dev->acked);
+	cfg->reserved = 0;
+	cfg->desc_addr = dq->desc_addr;
+	cfg->driver_addr = dq->driver_addr;
+	cfg->device_addr = dq->device_addr;
+	return 0;
+}
+
+VDEV_EXPORT int vdev_device_sleep(vdev_device *dev)
+{
+	int r = 0;
+
+	if (!dev)
+		return -EINVAL;
+	/* Mark first, so kicks racing with the model's sleep are held back. */
+	if (__atomic_exchange_n(&dev->asleep, 1, __ATOMIC_SEQ_CST))
+		return -EALREADY;
+	if (__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) && dev->ops.sleep)
+		r = dev->ops.sleep(dev, dev->opaque);
+	if (r < 0) {
+		__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
+		deliver_held_kicks(dev);
+	}
+	return r;
+}
+
+VDEV_EXPORT int vdev_device_wake(vdev_device *dev)
+{
+	int r = 0;
+
+	if (!dev)
+		return -EINVAL;
+	if (!__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST))
+		return -EALREADY;
+	if (__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) && dev->ops.wake)
+		r = dev->ops.wake(dev, dev->opaque);
+	if (r < 0)
+		return r;
+	__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
+	deliver_held_kicks(dev);
 	return 0;
 }
 
@@ -522,6 +688,15 @@ VDEV_EXPORT int vdev_device_queue_notify(vdev_device *dev, uint32_t queue)
 	if (!__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) ||
 	    (status_load(dev) & VDEV_STATUS_NEEDS_RESET) || !dev->queues[queue].q)
 		return -EAGAIN;
+	if (__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST)) {
+		/* Held until wake; re-check, in case wake ran in between. */
+		__atomic_fetch_or(&dev->kicks_asleep[queue / 64], 1ull << (queue % 64),
+				  __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST))
+			return 0;
+		deliver_held_kicks(dev);
+		return 0;
+	}
 	dev->ops.queue_notify(dev, dev->opaque, queue);
 	return 0;
 }

@@ -300,6 +300,10 @@ VDEV_EXPORT int vdev_queue_set_state(vdev_queue *q, const struct vdev_queue_stat
 		q->used_wrap = q->pub_used_wrap = st->used_wrap;
 		q->inflight_descs = 0;
 	} else {
+		/* The device cannot have used more than it took, nor hold more
+		 * than the ring's size. */
+		if ((uint16_t)(st->last_avail_idx - st->used_idx) > q->size)
+			return -EINVAL;
 		q->last_avail_idx = st->last_avail_idx;
 		q->shadow_avail_idx = st->last_avail_idx;
 		q->used_idx = st->used_idx;

@@ -21,6 +21,8 @@
 
 #include <virtio-dev/virtio-dev.h>
 
+#include "core/device_internal.h" /* white-box: the legacy interface */
+
 #define BIT(n) (1ull << (n))
 #define V1 BIT(VIRTIO_F_VERSION_1)
 
@@ -1167,6 +1169,245 @@ START_TEST(test_refusals_are_logged)
 }
 END_TEST
 
+
+/* ---- queue reset, sleep/wake, legacy (lead's additions) ----------------- */
+
+static int qresets, qenables, qenable_ret, sleeps, wakes, sleep_ret;
+
+static void fake_queue_reset(vdev_device *d, void *opaque, uint32_t queue)
+{
+	(void)opaque;
+	qresets++;
+	/* The queue is still live while the model stops using it. */
+	ck_assert_ptr_nonnull(vdev_device_get_queue(d, queue));
+}
+
+static int fake_queue_enable(vdev_device *d, void *opaque, uint32_t queue)
+{
+	(void)opaque;
+	qenables++;
+	ck_assert_ptr_nonnull(vdev_device_get_queue(d, queue));
+	return qenable_ret;
+}
+
+static int fake_sleep(vdev_device *d, void *opaque)
+{
+	(void)d;
+	(void)opaque;
+	sleeps++;
+	return sleep_ret;
+}
+
+static int fake_wake(vdev_device *d, void *opaque)
+{
+	(void)d;
+	(void)opaque;
+	wakes++;
+	return 0;
+}
+
+static struct vdev_device_ops ops_with_reset(void)
+{
+	struct vdev_device_ops o = fake_ops;
+
+	o.queue_reset = fake_queue_reset;
+	o.queue_enable = fake_queue_enable;
+	o.sleep = fake_sleep;
+	o.wake = fake_wake;
+	return o;
+}
+
+/* Replace the fixture's device by one whose model has the optional ops. */
+static void use_full_model(void)
+{
+	struct vdev_device_config c = base_cfg();
+	struct vdev_device_ops o = ops_with_reset();
+
+	vdev_device_free(dev);
+	c.features |= BIT(VIRTIO_F_RING_RESET);
+	ck_assert_int_eq(vdev_device_new(&c, &o, &fk, &dev), 0);
+	qresets = qenables = qenable_ret = sleeps = wakes = sleep_ret = 0;
+}
+
+START_TEST(test_ring_reset_offered_only_with_ops)
+{
+	struct vdev_device_config c = base_cfg();
+	struct vdev_device_ops o = fake_ops;
+	vdev_device *d;
+
+	/* Asked for, but the model cannot reset a queue: not offered. */
+	c.features |= BIT(VIRTIO_F_RING_RESET);
+	ck_assert_int_eq(vdev_device_new(&c, &fake_ops, &fk, &d), 0);
+	ck_assert_uint_eq(vdev_device_features(d) & BIT(VIRTIO_F_RING_RESET), 0);
+	vdev_device_free(d);
+	/* Only one of the pair: refused. */
+	o.queue_reset = fake_queue_reset;
+	ck_assert_int_eq(bad_new(&c, &o), -EINVAL);
+	o.queue_reset = NULL;
+	o.queue_enable = fake_queue_enable;
+	ck_assert_int_eq(bad_new(&c, &o), -EINVAL);
+	/* Both: offered, even when the config did not ask. */
+	o = ops_with_reset();
+	c.features &= ~BIT(VIRTIO_F_RING_RESET);
+	ck_assert_int_eq(vdev_device_new(&c, &o, &fk, &d), 0);
+	ck_assert_uint_ne(vdev_device_features(d) & BIT(VIRTIO_F_RING_RESET), 0);
+	vdev_device_free(d);
+}
+END_TEST
+
+START_TEST(test_queue_reset_and_reenable)
+{
+	struct vdev_queue_config qc = VDEV_QUEUE_CONFIG_INIT;
+
+	use_full_model();
+	negotiate(V1 | BIT(VIRTIO_F_RING_RESET));
+	setup_queue(0, 8);
+	setup_queue(1, 8);
+	attach();
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV | FOK | DOK), 0);
+	ck_assert_ptr_nonnull(vdev_device_get_queue(dev, 0));
+
+	ck_assert_int_eq(vdev_device_queue_reset(dev, NQ), -EINVAL);
+	ck_assert_int_eq(vdev_device_queue_reset(dev, 0), 0);
+	ck_assert_int_eq(qresets, 1);
+	ck_assert_ptr_null(vdev_device_get_queue(dev, 0));
+	ck_assert_int_eq(vdev_device_queue_enabled(dev, 0), 0);
+	ck_assert_int_eq(vdev_device_queue_config(dev, 0, &qc), 0);
+	ck_assert_uint_eq(qc.size, 0);
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 0), -EAGAIN);
+	/* The other queue is untouched. */
+	ck_assert_ptr_nonnull(vdev_device_get_queue(dev, 1));
+
+	/* Enabling without a new setup is refused; with one it goes live. */
+	ck_assert_int_eq(vdev_device_queue_enable(dev, 0, 1), -EINVAL);
+	qc = ring_at(4, MEM_GPA + 2 * QSTRIDE);
+	ck_assert_int_eq(vdev_device_queue_setup(dev, 0, &qc), 0);
+	ck_assert_int_eq(vdev_device_queue_enable(dev, 0, 1), 0);
+	ck_assert_int_eq(qenables, 1);
+	ck_assert_ptr_nonnull(vdev_device_get_queue(dev, 0));
+	ck_assert_uint_eq(vdev_queue_size(vdev_device_get_queue(dev, 0)), 4);
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 0), 0);
+	/* A live queue cannot be set up or disabled, only reset. */
+	ck_assert_int_eq(vdev_device_queue_setup(dev, 0, &qc), -EBUSY);
+	ck_assert_int_eq(vdev_device_queue_enable(dev, 0, 0), -EBUSY);
+
+	/* A model that cannot bring the queue back breaks the device. */
+	ck_assert_int_eq(vdev_device_queue_reset(dev, 1), 0);
+	qenable_ret = -EIO;
+	qc = ring_at(8, MEM_GPA + 1 * QSTRIDE);
+	ck_assert_int_eq(vdev_device_queue_setup(dev, 1, &qc), 0);
+	ck_assert_int_eq(vdev_device_queue_enable(dev, 1, 1), 0);
+	ck_assert_ptr_null(vdev_device_get_queue(dev, 1));
+	ck_assert_uint_ne(vdev_device_status(dev) & NRS, 0);
+}
+END_TEST
+
+START_TEST(test_queue_reset_needs_feature)
+{
+	use_full_model();
+	negotiate(V1);
+	setup_queue(0, 8);
+	attach();
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV | FOK | DOK), 0);
+	ck_assert_int_eq(vdev_device_queue_reset(dev, 0), -EPERM);
+	ck_assert_int_eq(qresets, 0);
+	ck_assert_ptr_nonnull(vdev_device_get_queue(dev, 0));
+}
+END_TEST
+
+START_TEST(test_queue_config_getter)
+{
+	struct vdev_queue_config qc = VDEV_QUEUE_CONFIG_INIT, want;
+
+	negotiate(V1 | BIT(VIRTIO_RING_F_EVENT_IDX));
+	setup_queue(2, 16);
+	want = ring_at(16, MEM_GPA + 2 * QSTRIDE);
+	ck_assert_int_eq(vdev_device_queue_config(dev, 2, &qc), 0);
+	ck_assert_uint_eq(qc.size, 16);
+	ck_assert_uint_eq(qc.flags, VDEV_QUEUE_F_EVENT_IDX);
+	ck_assert_uint_eq(qc.desc_addr, want.desc_addr);
+	ck_assert_uint_eq(qc.driver_addr, want.driver_addr);
+	ck_assert_uint_eq(qc.device_addr, want.device_addr);
+	ck_assert_int_eq(vdev_device_queue_config(dev, NQ, &qc), -EINVAL);
+	ck_assert_int_eq(vdev_device_queue_config(dev, 0, NULL), -EINVAL);
+	qc.struct_size = 4;
+	ck_assert_int_eq(vdev_device_queue_config(dev, 0, &qc), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_sleep_wake_holds_kicks)
+{
+	use_full_model();
+	negotiate(V1);
+	setup_queue(0, 8);
+	setup_queue(1, 8);
+	attach();
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV | FOK | DOK), 0);
+
+	ck_assert_int_eq(vdev_device_sleep(dev), 0);
+	ck_assert_int_eq(sleeps, 1);
+	ck_assert_int_eq(vdev_device_sleep(dev), -EALREADY);
+	fk.notifies = 0;
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 1), 0);
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 1), 0);
+	ck_assert_int_eq(fk.notifies, 0); /* held */
+	ck_assert_int_eq(vdev_device_wake(dev), 0);
+	ck_assert_int_eq(wakes, 1);
+	ck_assert_int_eq(fk.notifies, 1); /* delivered once, for queue 1 */
+	ck_assert_uint_eq(fk.last_notify, 1);
+	ck_assert_int_eq(vdev_device_wake(dev), -EALREADY);
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 0), 0);
+	ck_assert_int_eq(fk.notifies, 2);
+
+	/* A model that cannot sleep leaves the device awake. */
+	sleep_ret = -EBUSY;
+	ck_assert_int_eq(vdev_device_sleep(dev), -EBUSY);
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 0), 0);
+	ck_assert_int_eq(fk.notifies, 3);
+
+	/* Reset while asleep: awake and clean afterwards. */
+	sleep_ret = 0;
+	ck_assert_int_eq(vdev_device_sleep(dev), 0);
+	ck_assert_int_eq(vdev_device_queue_notify(dev, 0), 0);
+	vdev_device_reset(dev);
+	ck_assert_int_eq(vdev_device_wake(dev), -EALREADY);
+	ck_assert_int_eq(fk.notifies, 3);
+}
+END_TEST
+
+START_TEST(test_legacy_interface)
+{
+	struct vdev_queue_config qc = ring_at(8, MEM_GPA);
+
+	ck_assert_int_eq(vdi_device_set_legacy(dev, 1), 0);
+	ck_assert_uint_eq(vdev_device_features_page(dev, 1), 0); /* no VERSION_1 */
+	ck_assert_uint_eq(vdev_device_features_page(dev, 0), (uint32_t)offered_features);
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK), 0);
+	ck_assert_int_eq(vdi_device_set_legacy(dev, 0), -EBUSY);
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV), 0);
+	/* No FEATURES_OK in legacy: queues are set up with DRIVER alone. */
+	ck_assert_int_eq(vdev_device_set_acked_features_page(dev, 0, BIT(VIRTIO_RING_F_EVENT_IDX)), 0);
+	ck_assert_int_eq(vdev_device_queue_setup(dev, 0, &qc), 0);
+	ck_assert_int_eq(vdev_device_queue_enable(dev, 0, 1), 0);
+	attach();
+	/* An unoffered bit is refused at DRIVER_OK. */
+	ck_assert_int_eq(vdev_device_set_acked_features_page(dev, 0, 0x80000000u), 0);
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV | DOK), -EPERM);
+	ck_assert_int_eq(fk.activates, 0);
+	ck_assert_int_eq(vdev_device_set_acked_features_page(dev, 0, BIT(VIRTIO_RING_F_EVENT_IDX)), 0);
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV | DOK), 0);
+	ck_assert_int_eq(fk.activates, 1);
+	ck_assert_ptr_nonnull(vdev_device_get_queue(dev, 0));
+	/* Features are frozen once the driver is running. */
+	ck_assert_int_eq(vdev_device_set_acked_features_page(dev, 0, 0), -EPERM);
+	/* Packed layout sizes are not allowed on a legacy interface. */
+	vdev_device_reset(dev);
+	ck_assert_int_eq(vdev_device_set_status(dev, ACK | DRV), 0);
+	qc.size = 6;
+	ck_assert_int_eq(vdev_device_queue_setup(dev, 0, &qc), -EINVAL);
+}
+END_TEST
+
 static Suite *device_suite(void)
 {
 	Suite *s = suite_create("device");
@@ -1221,6 +1462,16 @@ static Suite *device_suite(void)
 	tcase_add_test(tc, test_reset_before_activation);
 	tcase_add_test(tc, test_free_active_resets);
 	tcase_add_test(tc, test_refusals_are_logged);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("queue-reset-sleep-legacy");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_ring_reset_offered_only_with_ops);
+	tcase_add_test(tc, test_queue_reset_and_reenable);
+	tcase_add_test(tc, test_queue_reset_needs_feature);
+	tcase_add_test(tc, test_queue_config_getter);
+	tcase_add_test(tc, test_sleep_wake_holds_kicks);
+	tcase_add_test(tc, test_legacy_interface);
 	suite_add_tcase(s, tc);
 
 	return s;

@@ -230,6 +230,7 @@ static void expect_broken_after_pop(struct hx *h)
 	struct iovec iov[4];
 	uint64_t g[4];
 	struct d ok = {.addr = DATA_GPA, .len = 8};
+	uint32_t inflight = vdev_queue_inflight(h->q);
 
 	ck_assert_int_eq(pop(h), -EBADMSG);
 	ck_assert_int_lt(vdev_queue_is_broken(h->q), 0);
@@ -250,7 +251,7 @@ static void expect_broken_after_pop(struct hx *h)
 	ck_assert_int_eq(vdev_queue_has_avail(h->q), -EBADMSG);
 	ck_assert_int_eq(vdev_queue_set_notification(h->q, 1), -EBADMSG);
 	ck_assert_int_lt(vdev_queue_is_broken(h->q), 0);
-	ck_assert_uint_eq(vdev_queue_inflight(h->q), 0);
+	ck_assert_uint_eq(vdev_queue_inflight(h->q), inflight);
 }
 
 /* Positive control: pop one valid chain and return it. */
@@ -902,6 +903,53 @@ START_TEST(packed_next_all_the_way_round)
 }
 END_TEST
 
+/* The same head (split) / buffer id (packed) offered again while in flight. */
+START_TEST(reused_while_in_flight)
+{
+	struct hx h;
+	struct d d1[1] = {{.addr = DATA_GPA, .len = 8, .id = 3}};
+	struct d d2[1] = {{.addr = DATA_GPA + 64, .len = 8, .id = 3}};
+
+	hx_init(&h, _i, 8, 0);
+	publish_chain(&h, d1, 1, 0);
+	ck_assert_int_eq(pop(&h), 1);
+	if (h.packed)
+		p_publish(&h, d2, 1);
+	else
+		s_avail(&h, 0);
+	expect_broken_after_pop(&h);
+	hx_fini(&h);
+}
+END_TEST
+
+/* More chains (split) / ring slots (packed) outstanding than the queue has:
+ * the driver overwrote what the device still owns. */
+START_TEST(more_outstanding_than_size)
+{
+	struct hx h;
+	uint32_t i;
+
+	hx_init(&h, _i, 4, 0);
+	for (i = 0; i < 4; i++) {
+		struct d d[1] = {{.addr = DATA_GPA + 64 * i, .len = 8, .id = (uint16_t)i}};
+		publish_chain(&h, d, 1, i);
+		ck_assert_int_eq(pop(&h), 1);
+	}
+	ck_assert_uint_eq(vdev_queue_inflight(h.q), 4);
+	{
+		struct d d[1] = {{.addr = DATA_GPA, .len = 8, .id = 7}};
+		if (h.packed) {
+			p_publish(&h, d, 1);
+		} else {
+			s_desc(&h, 0, d[0]);
+			s_avail(&h, 0);
+		}
+	}
+	expect_broken_after_pop(&h);
+	hx_fini(&h);
+}
+END_TEST
+
 /* ---- read once: a custom vdev_mem whose translate changes the ring ---- */
 struct ro_ctx {
 	struct hx *h;
@@ -1040,6 +1088,8 @@ static Suite *hostile_suite(void)
 	tcase_add_loop_test(tc, total_len_over_4g, 0, 2);
 	tcase_add_loop_test(tc, new_bad_parameters, 0, 2);
 	tcase_add_loop_test(tc, read_once, 0, 2);
+	tcase_add_loop_test(tc, reused_while_in_flight, 0, 2);
+	tcase_add_loop_test(tc, more_outstanding_than_size, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("split only");

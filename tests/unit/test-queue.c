@@ -415,9 +415,12 @@ static void dev_pop_check(struct fx *f, struct req *r)
 		ck_assert_ptr_eq(r->iov[k].iov_base, host(f, r->addr[s]));
 		if (s < r->nout) {
 			const uint8_t *p = r->iov[k].iov_base;
+			uint32_t bad = UINT32_MAX;
 			ck_assert_uint_lt(k, r->elem.out_num);
-			for (uint32_t i = 0; i < r->len[s]; i++)
-				ck_assert_uint_eq(p[i], pat(r->seed, s, i));
+			for (uint32_t i = 0; i < r->len[s] && bad == UINT32_MAX; i++)
+				if (p[i] != pat(r->seed, s, i))
+					bad = i;
+			ck_assert_msg(bad == UINT32_MAX, "segment %u byte %u differs", s, bad);
 		} else {
 			ck_assert_uint_ge(k, r->elem.out_num);
 		}
@@ -457,8 +460,11 @@ static struct req *drv_collect(struct fx *f)
 	ck_assert_uint_eq(len, r->written);
 	for (uint32_t s = r->nout; s < r->nout + r->nin; s++) {
 		const uint8_t *p = host(f, r->addr[s]);
+		uint32_t bad = UINT32_MAX;
 		for (uint32_t i = 0; i < r->len[s]; i++, off++)
-			ck_assert_uint_eq(p[i], off < r->written ? wpat(r->seed, off) : 0xee);
+			if (bad == UINT32_MAX && p[i] != (off < r->written ? wpat(r->seed, off) : 0xee))
+				bad = i;
+		ck_assert_msg(bad == UINT32_MAX, "writable segment %u byte %u wrong", s, bad);
 	}
 	r->done = 1;
 	return r;
@@ -1306,6 +1312,9 @@ START_TEST(bad_arguments)
 	ck_assert_int_eq(vdev_queue_get_state(f.q, NULL), -EINVAL);
 	ck_assert_int_eq(vdev_queue_get_state(NULL, &st), -EINVAL);
 	ck_assert_int_eq(vdev_queue_set_state(f.q, NULL), -EINVAL);
+	elem_setup(&e, iov, g, 2);
+	e.struct_size = 4;
+	ck_assert_int_eq(vdev_queue_pop(f.q, &e), -EINVAL);
 	ck_assert_int_eq(vdev_queue_new(NULL, f.mem, &q), -EINVAL);
 	qc.size = 8;
 	qc.flags = f.qflags;
@@ -1314,6 +1323,9 @@ START_TEST(bad_arguments)
 	qc.device_addr = f.dev_area;
 	ck_assert_int_eq(vdev_queue_new(&qc, NULL, &q), -EINVAL);
 	ck_assert_int_eq(vdev_queue_new(&qc, f.mem, NULL), -EINVAL);
+	qc.struct_size = 2;
+	ck_assert_int_eq(vdev_queue_new(&qc, f.mem, &q), -EINVAL);
+	qc.struct_size = sizeof(qc);
 	qc.flags |= 0x100;
 	ck_assert_int_eq(vdev_queue_new(&qc, f.mem, &q), -EINVAL);
 	ck_assert_ptr_eq(q, (vdev_queue *)&f);

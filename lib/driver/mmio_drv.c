@@ -1,0 +1,2 @@
+/* placeholder until its owner writes it */
+typedef int vdi_placeholder_mmio_drv;

@@ -1,0 +1,2 @@
+/* placeholder until its owner writes it: fails on purpose */
+int main(void) { return 1; }

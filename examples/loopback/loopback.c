@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vdev-loopback: a virtio entropy device and the library's own driver side in
- * one process, wired together the way a VMM embeds libvirtio-dev:
+ * vdev-loopback: a device model and the library's driver side in one
+ * process, wired together the way a VMM embeds libvirtio-dev.
  *
+ * --device rng (this file): your own device model. A virtio entropy device
+ * (rng.c, written against the public API only) with
  *   guest memory (vdev_mem over a malloc'd buffer)
  *   interrupts   (vdev_irq with a counting callback)
  *   device       (vdev_device + the virtio-rng model in rng.c)
- *   driver       (vdev_drv over vdev_drv_direct_transport)
- *
+ *   driver       (vdev_drv over vdev_drv_direct_transport: no bus, no
+ *                registers; the quickest way to exercise a model)
  * The driver negotiates features, sets up the queue, submits requests of
  * varying sizes and checks what comes back.
+ *
+ * --device blk (blk-mmio.c): the library's virtio-blk behind virtio-mmio on
+ * an MMIO bus, driven through register accesses.
  *
  * Exit status: 0 pass, 1 fail, 2 bad usage.
  */
@@ -27,7 +32,7 @@
 
 #include <virtio-dev/virtio-dev.h>
 
-#include "ramblk.h"
+#include "loopback.h"
 #include "rng.h"
 
 #define GUEST_RAM_GPA UINT64_C(0x40000000)
@@ -40,18 +45,8 @@
 #define SEG_MIN 16u   /* big enough that "all zero" cannot be chance */
 #define SEG_MAX 1024u
 #define BATCH_MAX 32u
-/* virtio-blk: a 256 KiB RAM disk; requests of 1..4 sectors. Within a slot:
- * header at +0, data at +64, status byte after the largest data. */
-#define BLK_SECTORS 512u
-#define BLK_MAX_SECTORS 4u
-#define BLK_DATA_OFF 64u
-#define BLK_DATA_MAX (BLK_MAX_SECTORS * RAMBLK_SECTOR)
-#define BLK_STATUS_OFF (BLK_DATA_OFF + BLK_DATA_MAX)
-_Static_assert(BLK_STATUS_OFF < MAX_SEGS * SEG_MAX, "a block request must fit its slot");
 _Static_assert(GUEST_RAM_SIZE - ARENA_SIZE >= QUEUE_SIZE * MAX_SEGS * SEG_MAX,
 	       "request slots must fit in guest RAM");
-
-#define BIT(n) (UINT64_C(1) << (n))
 
 static const struct {
 	unsigned int bit;
@@ -70,6 +65,24 @@ static const struct {
 	{VIRTIO_F_RING_RESET, "RING_RESET"},
 };
 
+/* virtio-blk's own bits (<linux/virtio_blk.h>). */
+static const struct {
+	unsigned int bit;
+	const char *name;
+} blk_feature_names[] = {
+	{VIRTIO_BLK_F_SIZE_MAX, "SIZE_MAX"},
+	{VIRTIO_BLK_F_SEG_MAX, "SEG_MAX"},
+	{VIRTIO_BLK_F_GEOMETRY, "GEOMETRY"},
+	{VIRTIO_BLK_F_RO, "RO"},
+	{VIRTIO_BLK_F_BLK_SIZE, "BLK_SIZE"},
+	{VIRTIO_BLK_F_FLUSH, "FLUSH"},
+	{VIRTIO_BLK_F_TOPOLOGY, "TOPOLOGY"},
+	{VIRTIO_BLK_F_CONFIG_WCE, "CONFIG_WCE"},
+	{VIRTIO_BLK_F_MQ, "MQ"},
+	{VIRTIO_BLK_F_DISCARD, "DISCARD"},
+	{VIRTIO_BLK_F_WRITE_ZEROES, "WRITE_ZEROES"},
+};
+
 static const struct {
 	uint32_t bit;
 	const char *name;
@@ -79,14 +92,6 @@ static const struct {
 	{VDEV_STATUS_NEEDS_RESET, "DEVICE_NEEDS_RESET"}, {VDEV_STATUS_FAILED, "FAILED"},
 };
 
-struct options {
-	uint64_t requests;
-	uint64_t want; /* features the driver accepts when offered */
-	uint64_t seed;
-	int verbose;
-	int blk; /* --device blk */
-};
-
 /* One request slot: where its buffers live and what was asked for. */
 struct request {
 	uint32_t nseg;
@@ -94,10 +99,6 @@ struct request {
 	uint32_t len[MAX_SEGS];
 	uint32_t total; /* bytes the device must report as written */
 	int busy;
-	/* virtio-blk only */
-	uint32_t type;
-	uint8_t expect_status;
-	uint8_t expect[BLK_DATA_MAX]; /* IN / GET_ID: what the data must read */
 };
 
 struct loopback {
@@ -106,7 +107,6 @@ struct loopback {
 	vdev_mem *mem;
 	vdev_irq *irq;
 	struct rng *rng;
-	struct ramblk *blk;
 	vdev_device *dev;
 	vdev_drv *drv;
 	vdev_drvq *q;
@@ -116,9 +116,6 @@ struct loopback {
 	struct request req[QUEUE_SIZE];
 	uint64_t served, bytes;
 	uint64_t rand_state;
-	/* virtio-blk: what the disk must hold, and what was asked */
-	uint8_t shadow[BLK_SECTORS * RAMBLK_SECTOR];
-	uint64_t blk_count[4]; /* writes, reads, flush + get-id, refused */
 	char failure[256];
 };
 
@@ -136,19 +133,7 @@ static void fail(struct loopback *lb, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* xorshift64*: reproducible request sizes for a given --seed. */
-static uint32_t rnd(struct loopback *lb, uint32_t lo, uint32_t hi)
-{
-	uint64_t x = lb->rand_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	lb->rand_state = x;
-	return lo + (uint32_t)((x * UINT64_C(2685821657736338717)) >> 32) % (hi - lo + 1);
-}
-
-static void print_features(const char *what, uint64_t f)
+void print_features(const char *what, uint64_t f, uint32_t device_type)
 {
 	size_t i;
 
@@ -157,6 +142,13 @@ static void print_features(const char *what, uint64_t f)
 		if (f & BIT(feature_names[i].bit)) {
 			printf(" %s", feature_names[i].name);
 			f &= ~BIT(feature_names[i].bit);
+		}
+	}
+	for (i = 0; device_type == VIRTIO_ID_BLOCK && i < sizeof(blk_feature_names) /
+							   sizeof(blk_feature_names[0]); i++) {
+		if (f & BIT(blk_feature_names[i].bit)) {
+			printf(" %s", blk_feature_names[i].name);
+			f &= ~BIT(blk_feature_names[i].bit);
 		}
 	}
 	for (i = 0; i < 64; i++)
@@ -260,133 +252,23 @@ static int submit_rng(struct loopback *lb, struct request *rq)
 	uint32_t k, flags = 0;
 	int r;
 
-	rq->nseg = rnd(lb, 1, MAX_SEGS);
+	rq->nseg = rnd(&lb->rand_state, 1, MAX_SEGS);
 	rq->total = 0;
 	for (k = 0; k < rq->nseg; k++) {
 		rq->gpa[k] = base + (uint64_t)k * SEG_MAX;
-		rq->len[k] = rnd(lb, SEG_MIN, SEG_MAX);
+		rq->len[k] = rnd(&lb->rand_state, SEG_MIN, SEG_MAX);
 		/* Zero it, so stale bytes cannot pass for an answer. */
 		memset(host(lb, rq->gpa[k]), 0, rq->len[k]);
 		rq->total += rq->len[k];
 	}
 	/* Now and then chain descriptors even when an indirect table would do,
 	 * so both layouts are exercised. */
-	if (rq->nseg > 1 && rnd(lb, 0, 3) == 0)
+	if (rq->nseg > 1 && rnd(&lb->rand_state, 0, 3) == 0)
 		flags |= VDEV_DRVQ_ADD_NO_INDIRECT;
 	r = vdev_drvq_add(lb->q, rq->gpa, rq->len, 0, rq->nseg, rq, flags);
 	if (r == 0)
 		rq->busy = 1;
 	return r;
-}
-
-static void put_le(uint8_t *p, uint64_t v, unsigned int n)
-{
-	unsigned int i;
-
-	for (i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/*
- * virtio-blk: a header segment, data, a status byte. Mostly writes and reads
- * of 1..4 sectors, some FLUSH and GET_ID, and now and then a request the
- * device must refuse (past the end of the disk, unknown type). The device
- * serves requests in the order they were made available, so the expected
- * result of a read is the shadow disk at submission time.
- */
-static int submit_blk(struct loopback *lb, struct request *rq)
-{
-	uint64_t base = slot_gpa(lb, rq), sector = 0;
-	uint32_t pick = rnd(lb, 0, 199), nsect = rnd(lb, 1, BLK_MAX_SECTORS), data = 0, out = 1;
-	uint32_t k;
-	uint8_t *hdr = host(lb, base);
-	int r;
-
-	rq->expect_status = VIRTIO_BLK_S_OK;
-	if (pick < 90) {
-		rq->type = VIRTIO_BLK_T_OUT;
-		sector = rnd(lb, 0, BLK_SECTORS - nsect);
-		data = nsect * RAMBLK_SECTOR;
-		for (k = 0; k < data; k++)
-			host(lb, base + BLK_DATA_OFF)[k] = (uint8_t)rnd(lb, 0, 255);
-		memcpy(lb->shadow + sector * RAMBLK_SECTOR, host(lb, base + BLK_DATA_OFF), data);
-		lb->blk_count[0]++;
-	} else if (pick < 180) {
-		rq->type = VIRTIO_BLK_T_IN;
-		sector = rnd(lb, 0, BLK_SECTORS - nsect);
-		data = nsect * RAMBLK_SECTOR;
-		memcpy(rq->expect, lb->shadow + sector * RAMBLK_SECTOR, data);
-		lb->blk_count[1]++;
-	} else if (pick < 186) {
-		rq->type = VIRTIO_BLK_T_FLUSH;
-		lb->blk_count[2]++;
-	} else if (pick < 192) {
-		rq->type = VIRTIO_BLK_T_GET_ID;
-		data = VIRTIO_BLK_ID_BYTES;
-		memcpy(rq->expect, RAMBLK_ID, data);
-		lb->blk_count[2]++;
-	} else if (pick < 196) {
-		/* Last sector plus one more: past the end. */
-		rq->type = VIRTIO_BLK_T_IN;
-		sector = BLK_SECTORS - 1;
-		data = 2 * RAMBLK_SECTOR;
-		rq->expect_status = VIRTIO_BLK_S_IOERR;
-		lb->blk_count[3]++;
-	} else {
-		rq->type = 0x1234; /* no such request type */
-		rq->expect_status = VIRTIO_BLK_S_UNSUPP;
-		lb->blk_count[3]++;
-	}
-	memset(hdr, 0, BLK_DATA_OFF);
-	put_le(hdr, rq->type, 4);
-	put_le(hdr + 8, sector, 8);
-	*host(lb, base + BLK_STATUS_OFF) = 0xff;
-
-	rq->nseg = 0;
-	rq->gpa[rq->nseg] = base;
-	rq->len[rq->nseg++] = 16;
-	if (data) {
-		if (rq->type != VIRTIO_BLK_T_OUT) {
-			memset(host(lb, base + BLK_DATA_OFF), 0, data);
-			out = 1;
-		} else {
-			out = 2;
-		}
-		rq->gpa[rq->nseg] = base + BLK_DATA_OFF;
-		rq->len[rq->nseg++] = data;
-	}
-	rq->gpa[rq->nseg] = base + BLK_STATUS_OFF;
-	rq->len[rq->nseg++] = 1;
-	/* What the device reports as written: data it returned, and status. */
-	rq->total = 1;
-	if (rq->expect_status == VIRTIO_BLK_S_OK &&
-	    (rq->type == VIRTIO_BLK_T_IN || rq->type == VIRTIO_BLK_T_GET_ID))
-		rq->total += data;
-	r = vdev_drvq_add(lb->q, rq->gpa, rq->len, out, rq->nseg - out, rq,
-			  rnd(lb, 0, 3) == 0 ? VDEV_DRVQ_ADD_NO_INDIRECT : 0);
-	if (r == 0)
-		rq->busy = 1;
-	return r;
-}
-
-static void check_blk(struct loopback *lb, struct request *rq)
-{
-	uint8_t status = *host(lb, slot_gpa(lb, rq) + BLK_STATUS_OFF);
-	const uint8_t *data = host(lb, slot_gpa(lb, rq) + BLK_DATA_OFF);
-
-	if (status != rq->expect_status) {
-		fail(lb, "block request type %" PRIu32 ": status %u, expected %u", rq->type,
-		     status, rq->expect_status);
-		return;
-	}
-	if (status == VIRTIO_BLK_S_OK &&
-	    (rq->type == VIRTIO_BLK_T_IN || rq->type == VIRTIO_BLK_T_GET_ID) &&
-	    memcmp(data, rq->expect, rq->total - 1) != 0)
-		fail(lb, "block %s returned the wrong bytes",
-		     rq->type == VIRTIO_BLK_T_IN ? "read" : "GET_ID");
-	if (status == VIRTIO_BLK_S_OK && rq->type != VIRTIO_BLK_T_FLUSH &&
-	    rq->type != VIRTIO_BLK_T_GET_ID)
-		lb->bytes += rq->len[1];
 }
 
 static int all_zero(const uint8_t *p, uint32_t len)
@@ -417,15 +299,11 @@ static uint32_t collect(struct loopback *lb)
 		if (len != rq->total)
 			fail(lb, "request in slot %td: %" PRIu32 " of %" PRIu32 " bytes written",
 			     rq - lb->req, len, rq->total);
-		if (lb->opt.blk) {
-			check_blk(lb, rq);
-		} else {
-			for (k = 0; k < rq->nseg; k++)
-				if (all_zero(host(lb, rq->gpa[k]), rq->len[k]))
-					fail(lb, "request in slot %td: segment %" PRIu32 " (%" PRIu32
-						 " bytes) is all zero", rq - lb->req, k, rq->len[k]);
-			lb->bytes += len;
-		}
+		for (k = 0; k < rq->nseg; k++)
+			if (all_zero(host(lb, rq->gpa[k]), rq->len[k]))
+				fail(lb, "request in slot %td: segment %" PRIu32 " (%" PRIu32
+					 " bytes) is all zero", rq - lb->req, k, rq->len[k]);
+		lb->bytes += len;
 		rq->busy = 0;
 		lb->served++;
 		n++;
@@ -448,8 +326,8 @@ static uint64_t run_requests(struct loopback *lb, uint64_t *polled)
 	uint64_t submitted = 0, batches = 0;
 
 	while (lb->served < lb->opt.requests && !lb->failure[0]) {
-		uint32_t batch = rnd(lb, 1, BATCH_MAX), added = 0, done;
-		int poll = rnd(lb, 0, 3) == 0;
+		uint32_t batch = rnd(&lb->rand_state, 1, BATCH_MAX), added = 0, done;
+		int poll = rnd(&lb->rand_state, 0, 3) == 0;
 		uint64_t irqs_before;
 		int r;
 
@@ -463,7 +341,7 @@ static uint64_t run_requests(struct loopback *lb, uint64_t *polled)
 
 			if (!rq)
 				break;
-			r = lb->opt.blk ? submit_blk(lb, rq) : submit_rng(lb, rq);
+			r = submit_rng(lb, rq);
 			if (r == -ENOSPC)
 				break;
 			if (r < 0) {
@@ -516,7 +394,7 @@ static void usage(FILE *f, const char *argv0)
 		"          [--no-indirect] [--seed N] [--verbose]\n"
 		"Runs a virtio device and the library's driver side in one process.\n"
 		"  --device rng     entropy device (the default)\n"
-		"  --device blk     block device over a 256 KiB RAM disk\n"
+		"  --device blk     the library's virtio-blk (256 KiB RAM disk) over virtio-mmio\n"
 		"  --requests N     requests to submit (default 1000)\n"
 		"  --split          do not accept RING_PACKED (use the split ring)\n"
 		"  --no-event-idx   do not accept EVENT_IDX\n"
@@ -598,31 +476,13 @@ static int parse_args(int argc, char **argv, struct options *opt)
 static void check_final_state(struct loopback *lb)
 {
 	uint8_t status = vdev_device_status(lb->dev);
-	uint64_t requests, notifies, interrupts, queue_errors;
+	const struct rng_stats *st = rng_stats(lb->rng);
+	uint64_t requests = st->requests, notifies = st->notifies;
+	uint64_t interrupts = st->interrupts, queue_errors = st->errors;
 
-	if (lb->opt.blk) {
-		const struct ramblk_stats *st = ramblk_stats(lb->blk);
-
-		requests = st->requests;
-		notifies = st->notifies;
-		interrupts = st->interrupts;
-		queue_errors = st->queue_errors;
-		if (st->errors != lb->blk_count[3])
-			fail(lb, "device refused %" PRIu64 " requests, %" PRIu64 " were bad",
-			     st->errors, lb->blk_count[3]);
-		if (memcmp(ramblk_data(lb->blk), lb->shadow, sizeof(lb->shadow)) != 0)
-			fail(lb, "the disk does not hold what the driver wrote");
-	} else {
-		const struct rng_stats *st = rng_stats(lb->rng);
-
-		requests = st->requests;
-		notifies = st->notifies;
-		interrupts = st->interrupts;
-		queue_errors = st->errors;
-		if (st->bytes != lb->bytes)
-			fail(lb, "device wrote %" PRIu64 " bytes, driver collected %" PRIu64,
-			     st->bytes, lb->bytes);
-	}
+	if (st->bytes != lb->bytes)
+		fail(lb, "device wrote %" PRIu64 " bytes, driver collected %" PRIu64, st->bytes,
+		     lb->bytes);
 	if (status & (VDEV_STATUS_NEEDS_RESET | VDEV_STATUS_FAILED))
 		fail(lb, "device status 0x%02x (needs reset or failed)", status);
 	if (queue_errors)
@@ -639,27 +499,6 @@ static void check_final_state(struct loopback *lb)
 	if (lb->config_irqs)
 		fail(lb, "%" PRIu64 " unexpected configuration-change interrupts",
 		     lb->config_irqs);
-}
-
-/* virtio-blk: the capacity in config space, read the way a driver does. */
-static void check_blk_config(struct loopback *lb)
-{
-	uint8_t cap[8];
-	uint64_t sectors = 0;
-	int r, i;
-
-	r = vdev_drv_config_read(lb->drv, offsetof(struct virtio_blk_config, capacity), cap,
-				 sizeof(cap));
-	if (r < 0) {
-		fail(lb, "config read: %s", strerror(-r));
-		return;
-	}
-	for (i = 7; i >= 0; i--)
-		sectors = (sectors << 8) | cap[i];
-	printf("config: capacity %" PRIu64 " sectors (%" PRIu64 " KiB)\n", sectors,
-	       sectors * RAMBLK_SECTOR / 1024);
-	if (sectors != BLK_SECTORS)
-		fail(lb, "capacity %" PRIu64 ", expected %u", sectors, BLK_SECTORS);
 }
 
 int main(int argc, char **argv)
@@ -685,8 +524,13 @@ int main(int argc, char **argv)
 		free(lb);
 		return r > 0 ? 0 : 2;
 	}
-	lb->rand_state = lb->opt.seed;
 	vdev_log_set(log_sink, NULL, lb->opt.verbose ? VDEV_LOG_DEBUG : VDEV_LOG_WARNING);
+	if (lb->opt.blk) {
+		r = run_blk(&lb->opt);
+		free(lb);
+		return r;
+	}
+	lb->rand_state = lb->opt.seed;
 
 	/* Guest RAM: 1 MiB of ordinary host memory, seen by the guest at 1 GiB. */
 	lb->ram = aligned_alloc(4096, GUEST_RAM_SIZE);
@@ -712,26 +556,18 @@ int main(int argc, char **argv)
 	}
 
 	/* The device model, with memory and interrupts attached. */
-	if (lb->opt.blk) {
-		r = ramblk_new(lb->mem, lb->irq, QUEUE_SIZE, BLK_SECTORS, &lb->blk);
-		if (r == 0)
-			dev = ramblk_device(lb->blk);
-	} else {
-		r = rng_new(lb->mem, lb->irq, QUEUE_SIZE, &lb->rng);
-		if (r == 0)
-			dev = rng_device(lb->rng);
-	}
+	r = rng_new(lb->mem, lb->irq, QUEUE_SIZE, &lb->rng);
 	if (r < 0) {
 		fail(lb, "device: %s", strerror(-r));
 		goto out;
 	}
-	lb->dev = dev;
+	dev = lb->dev = rng_device(lb->rng);
 	printf("device: %s (type %" PRIu32 "), %" PRIu32 " queue%s of up to %" PRIu32
 	       " entries\n",
 	       device_name(vdev_device_type(dev)), vdev_device_type(dev),
 	       vdev_device_num_queues(dev), vdev_device_num_queues(dev) == 1 ? "" : "s",
 	       vdev_device_queue_max_size(dev));
-	print_features("offered", vdev_device_features(dev));
+	print_features("offered", vdev_device_features(dev), vdev_device_type(dev));
 
 	/* The driver side, talking to the device through direct calls. Its
 	 * rings live in the first 256 KiB of guest RAM. */
@@ -749,7 +585,7 @@ int main(int argc, char **argv)
 	}
 	r = vdev_drv_start(lb->drv);
 	negotiated = vdev_drv_features(lb->drv);
-	print_features("negotiated", negotiated);
+	print_features("negotiated", negotiated, vdev_device_type(dev));
 	print_status(vdev_drv_status(lb->drv));
 	if (r < 0) {
 		fail(lb, "driver initialization: %s", strerror(-r));
@@ -761,7 +597,7 @@ int main(int argc, char **argv)
 	if (vdev_device_acked_features(dev) != negotiated)
 		fail(lb, "device acked 0x%" PRIx64 ", driver says 0x%" PRIx64,
 		     vdev_device_acked_features(dev), negotiated);
-	if ((lb->rng && !rng_active(lb->rng)) || !vdev_device_get_queue(dev, 0) || !lb->q) {
+	if (!rng_active(lb->rng) || !vdev_device_get_queue(dev, 0) || !lb->q) {
 		fail(lb, "device not activated");
 		goto out;
 	}
@@ -771,8 +607,6 @@ int main(int argc, char **argv)
 	       vdev_drvq_size(lb->q), negotiated & BIT(VIRTIO_RING_F_EVENT_IDX) ? "on" : "off",
 	       negotiated & BIT(VIRTIO_RING_F_INDIRECT_DESC) ? "on" : "off");
 
-	if (lb->opt.blk)
-		check_blk_config(lb);
 	batches = run_requests(lb, &polled);
 	check_final_state(lb);
 	printf("served %" PRIu64 " requests, %" PRIu64 " bytes in %" PRIu64 " batch%s; "
@@ -780,16 +614,11 @@ int main(int argc, char **argv)
 	       " (%" PRIu64 " of the batches polled with interrupts off)\n",
 	       lb->served, lb->bytes, batches, batches == 1 ? "" : "es", lb->kicks,
 	       lb->queue_irqs, polled);
-	if (lb->opt.blk)
-		printf("block requests: %" PRIu64 " writes, %" PRIu64 " reads, %" PRIu64
-		       " flush/get-id, %" PRIu64 " bad ones refused as they should be; "
-		       "disk contents match\n",
-		       lb->blk_count[0], lb->blk_count[1], lb->blk_count[2], lb->blk_count[3]);
 
 	/* Reset through the driver: the device must stop and drop its queue. */
 	vdev_drv_reset(lb->drv);
 	if (vdev_device_status(dev) != 0 || vdev_device_get_queue(dev, 0) ||
-	    (lb->rng && rng_active(lb->rng)))
+	    rng_active(lb->rng))
 		fail(lb, "device still active after the driver reset it");
 	else
 		printf("reset: device stopped, status 0\n");
@@ -797,7 +626,6 @@ int main(int argc, char **argv)
 out:
 	vdev_drv_free(lb->drv);
 	rng_free(lb->rng);
-	ramblk_free(lb->blk);
 	vdev_irq_free(lb->irq);
 	vdev_mem_free(lb->mem);
 	free(lb->ram);

@@ -231,17 +231,17 @@ struct vdev_blk_config {
 	uint32_t queue_size;      /* largest queue size, a power of two (0: 256) */
 	uint32_t flags;           /* VDEV_BLK_F_* */
 	uint32_t blk_size;        /* logical block size, power of two >= 512 (0: 512) */
-	uint32_t seg_max;         /* segments per request (0: queue_size - 2) */
+	uint32_t seg_max;         /* segments per request, <= 4096 (0: queue_size - 2) */
 	uint32_t size_max;        /* bytes per segment, 0: not offered */
 	uint32_t opt_io_size;     /* topology, in logical blocks */
 	uint16_t min_io_size;     /* topology, in logical blocks */
 	uint8_t physical_block_exp; /* topology: log2(physical / logical) */
 	uint8_t alignment_offset; /* topology */
 	uint32_t max_discard_sectors;      /* 0: offered up to the disk size */
-	uint32_t max_discard_seg;          /* 0: 1 */
+	uint32_t max_discard_seg;          /* <= 1024 (0: 1) */
 	uint32_t discard_sector_alignment; /* 0: blk_size / 512 */
 	uint32_t max_write_zeroes_sectors; /* 0: up to the disk size */
-	uint32_t max_write_zeroes_seg;     /* 0: 1 */
+	uint32_t max_write_zeroes_seg;     /* <= 1024 (0: 1) */
 	uint8_t serial[20];       /* GET_ID answer, NUL-padded */
 	uint64_t disable_features; /* feature bits not to offer (e.g. RING_PACKED) */
 };
@@ -251,10 +251,12 @@ struct vdev_blk_config {
 /**
  * vdev_blk_new() - a virtio-blk device over @backend (borrowed: it must
  * outlive the device). Offers VERSION_1, RING_PACKED, INDIRECT_DESC,
- * EVENT_IDX, RING_RESET, FLUSH, BLK_SIZE, SEG_MAX, TOPOLOGY, CONFIG_WCE,
- * GET_ID; MQ when num_queues > 1; SIZE_MAX when size_max is set; RO when
- * asked or the backend is read-only; DISCARD and WRITE_ZEROES when the
- * backend can. Returns 0, -EINVAL or -ENOMEM. Since 0.1.
+ * EVENT_IDX, RING_RESET, FLUSH, BLK_SIZE, SEG_MAX, TOPOLOGY, CONFIG_WCE;
+ * MQ when num_queues > 1; SIZE_MAX when size_max is set; RO when asked or
+ * the backend is read-only; DISCARD and WRITE_ZEROES when the backend can
+ * (and the disk is writable). GET_ID requests are always served.
+ * Returns 0, -EINVAL (including seg_max above 4096, or discard or
+ * write-zeroes segment counts above 1024) or -ENOMEM. Since 0.1.
  */
 VDEV_EXPORT int vdev_blk_new(const struct vdev_blk_config *cfg, vdev_blk_backend *backend,
 			     vdev_blk **out);

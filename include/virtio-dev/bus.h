@@ -81,15 +81,17 @@ VDEV_EXPORT void vdev_bus_free(vdev_bus *bus);
  * @opaque: identifies the device: several ranges may share one opaque, and
  *          destroy runs when its last range goes.
  *
- * Returns 0; -EINVAL (len 0, range past 2^64, bad ops); -EEXIST (overlaps a
- * claimed range); -ENOMEM. Since 0.1.
+ * Returns 0; -EINVAL (len 0, range past 2^64, bad ops, or an opaque already
+ * on the bus with other ops); -EEXIST (overlaps a claimed range); -ENOMEM.
+ * Since 0.1.
  */
 VDEV_EXPORT int vdev_bus_insert(vdev_bus *bus, uint64_t base, uint64_t len,
 				const struct vdev_bus_device_ops *ops, void *opaque);
 
 /**
  * vdev_bus_remove() - release the range starting exactly at @base, after the
- * accesses running inside it finish. Returns 0 or -ENOENT. Since 0.1.
+ * accesses running inside it finish. Returns 0, -EINVAL or -ENOENT.
+ * Since 0.1.
  */
 VDEV_EXPORT int vdev_bus_remove(vdev_bus *bus, uint64_t base);
 
@@ -109,8 +111,10 @@ VDEV_EXPORT int vdev_bus_write(vdev_bus *bus, uint64_t addr, uint32_t size, uint
 
 /**
  * vdev_bus_sleep() / vdev_bus_wake() - call every device's sleep (wake) hook
- * once. On a failure, the devices already put to sleep are woken again and
- * the error is returned. Since 0.1.
+ * once, in address order. On a failure the devices already done are put back
+ * (woken again after a failed sleep, put to sleep again after a failed wake)
+ * and the error is returned, so the bus is in one state and the call can be
+ * retried. Since 0.1.
  */
 VDEV_EXPORT int vdev_bus_sleep(vdev_bus *bus);
 VDEV_EXPORT int vdev_bus_wake(vdev_bus *bus);

@@ -56,7 +56,8 @@ struct vdev_mmio_config {
  *
  * Legacy (version 1) hides VIRTIO_F_VERSION_1 and the features it needs
  * (RING_PACKED, above bit 31), uses QueuePFN/GuestPageSize/QueueAlign and needs
- * no FEATURES_OK. Returns 0, -EINVAL or -ENOMEM. Since 0.1.
+ * no FEATURES_OK. Returns 0, -EINVAL, -EBUSY (@dev's status is not 0) or
+ * -ENOMEM. Since 0.1.
  */
 VDEV_EXPORT int vdev_mmio_new(const struct vdev_mmio_config *cfg, vdev_device *dev, vdev_irq *irq,
 			      vdev_mmio **out);
@@ -74,8 +75,10 @@ VDEV_EXPORT const struct vdev_bus_device_ops *vdev_mmio_bus_ops(void);
 /**
  * vdev_mmio_read() / vdev_mmio_write() - one register access at @offset.
  * Control registers take 4-byte aligned accesses only; config space (0x100+)
- * takes 1, 2 and 4 (and 8) bytes. A refused access returns -EINVAL (a read
- * then yields zeros). Since 0.1.
+ * takes 1, 2 and 4 (and 8) bytes. A refused access returns a negative errno
+ * saying why (-EINVAL for a bad offset or width, -EPERM for a write the
+ * device refused in its current state); a refused read yields zeros. The
+ * guest never sees these: they are for the VMM's logs. Since 0.1.
  */
 VDEV_EXPORT int vdev_mmio_read(vdev_mmio *mmio, uint64_t offset, void *data, uint32_t size);
 VDEV_EXPORT int vdev_mmio_write(vdev_mmio *mmio, uint64_t offset, const void *data,

@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the synchronous built-in backends (file, memory, cow).
+ * Private to the library; everything is static inline so each backend only
+ * pulls in what it uses.
+ *
+ * A synchronous backend does its I/O in submit: enqueue only records the io
+ * in a bounded per-queue ring (-EAGAIN when VDI_SYNC_DEPTH ios are held, that
+ * is enqueued and not yet reaped), submit runs every recorded io in order,
+ * and reap hands back the finished ones. completion_fd is -1.
+ */
+#ifndef VDI_SYNC_INTERNAL_H
+#define VDI_SYNC_INTERNAL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+
+#include <virtio-dev/blk.h>
+
+#define VDI_SYNC_DEPTH 128u
+#define VDI_SYNC_MAX_DEPTH 32768u
+#define VDI_SECTOR 512u
+
+/* ---- the bounded per-queue ring of ios ---------------------------------- */
+
+struct vdi_syncq {
+	struct vdev_blk_io **ring;
+	uint32_t depth;
+	uint32_t held; /* enqueued, not yet reaped; read atomically by cow_reset/commit */
+	uint64_t head; /* next to reap */
+	uint64_t exec; /* next to run */
+	uint64_t tail; /* next free slot */
+};
+
+static inline int vdi_syncq_init(struct vdi_syncq *q, uint32_t depth)
+{
+	memset(q, 0, sizeof(*q));
+	q->ring = calloc(depth, sizeof(*q->ring));
+	if (!q->ring)
+		return -ENOMEM;
+	q->depth = depth;
+	return 0;
+}
+
+static inline void vdi_syncq_fini(struct vdi_syncq *q)
+{
+	free(q->ring);
+	q->ring = NULL;
+}
+
+static inline int vdi_syncq_enqueue(struct vdi_syncq *q, struct vdev_blk_io *io)
+{
+	if (!io)
+		return -EINVAL;
+	if (q->tail - q->head >= q->depth)
+		return -EAGAIN;
+	q->ring[q->tail++ % q->depth] = io;
+	__atomic_add_fetch(&q->held, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* The next io to run, or NULL when everything enqueued has run. */
+static inline struct vdev_blk_io *vdi_syncq_next(struct vdi_syncq *q)
+{
+	if (q->exec == q->tail)
+		return NULL;
+	return q->ring[q->exec++ % q->depth];
+}
+
+static inline int vdi_syncq_reap(struct vdi_syncq *q, struct vdev_blk_io **done, uint32_t max)
+{
+	uint32_t n = 0;
+
+	if (!done && max)
+		return -EINVAL;
+	while (n < max && q->head != q->exec)
+		done[n++] = q->ring[q->head++ % q->depth];
+	if (n)
+		__atomic_sub_fetch(&q->held, n, __ATOMIC_RELEASE);
+	return (int)n;
+}
+
+static inline uint32_t vdi_syncq_held(const struct vdi_syncq *q)
+{
+	return __atomic_load_n(&q->held, __ATOMIC_ACQUIRE);
+}
+
+/* ---- request validation --------------------------------------------------- */
+
+static inline int vdi_io_in_range(uint64_t off, uint64_t len, uint64_t size)
+{
+	return off <= size && len <= size - off;
+}
+
+/*
+ * Everything a backend must refuse before touching memory: unknown ops,
+ * ranges outside the disk, iovecs that do not add up to len (the backend
+ * would otherwise read or write past the caller's buffers), writes to a
+ * read-only disk. Returns 0 or the negative errno for io->result.
+ */
+static inline int vdi_io_check(const struct vdev_blk_io *io, uint64_t size, int readonly)
+{
+	uint64_t total = 0;
+	uint32_t i;
+
+	switch (io->op) {
+	case VDEV_BLK_IO_READ:
+	case VDEV_BLK_IO_WRITE:
+		if (!vdi_io_in_range(io->offset, io->len, size))
+			return -EINVAL;
+		if (io->iovcnt && !io->iov)
+			return -EINVAL;
+		for (i = 0; i < io->iovcnt; i++) {
+			if (io->iov[i].iov_len && !io->iov[i].iov_base)
+				return -EINVAL;
+			if (io->iov[i].iov_len > UINT64_MAX - total)
+				return -EINVAL;
+			total += io->iov[i].iov_len;
+		}
+		if (total != io->len)
+			return -EINVAL;
+		if (io->op == VDEV_BLK_IO_WRITE && readonly)
+			return -EROFS;
+		return 0;
+	case VDEV_BLK_IO_FLUSH:
+		return 0;
+	case VDEV_BLK_IO_DISCARD:
+	case VDEV_BLK_IO_WRITE_ZEROES:
+		if (!vdi_io_in_range(io->offset, io->len, size))
+			return -EINVAL;
+		return readonly ? -EROFS : 0;
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* ---- an iovec cursor ------------------------------------------------------ */
+
+struct vdi_iovc {
+	const struct iovec *iov;
+	uint32_t cnt;
+	uint32_t idx;
+	size_t off; /* within iov[idx] */
+};
+
+static inline void vdi_iovc_init(struct vdi_iovc *c, const struct iovec *iov, uint32_t cnt)
+{
+	c->iov = iov;
+	c->cnt = cnt;
+	c->idx = 0;
+	c->off = 0;
+}
+
+static inline void vdi_iovc_advance(struct vdi_iovc *c, uint64_t n)
+{
+	while (n && c->idx < c->cnt) {
+		size_t left = c->iov[c->idx].iov_len - c->off;
+
+		if (n < left) {
+			c->off += (size_t)n;
+			return;
+		}
+		n -= left;
+		c->idx++;
+		c->off = 0;
+	}
+}
+
+/* Copy @n bytes from the iovecs at the cursor into @dst (a write's data). */
+static inline void vdi_iovc_to_flat(struct vdi_iovc *c, uint8_t *dst, uint64_t n)
+{
+	while (n && c->idx < c->cnt) {
+		size_t left = c->iov[c->idx].iov_len - c->off;
+		size_t k = n < left ? (size_t)n : left;
+
+		if (k)
+			memcpy(dst, (const uint8_t *)c->iov[c->idx].iov_base + c->off, k);
+		dst += k;
+		n -= k;
+		vdi_iovc_advance(c, k);
+		if (!k && !left) { /* empty segment */
+			c->idx++;
+			c->off = 0;
+		}
+	}
+}
+
+/* Copy @n bytes from @src into the iovecs at the cursor (a read's data). */
+static inline void vdi_iovc_from_flat(struct vdi_iovc *c, const uint8_t *src, uint64_t n)
+{
+	while (n && c->idx < c->cnt) {
+		size_t left = c->iov[c->idx].iov_len - c->off;
+		size_t k = n < left ? (size_t)n : left;
+
+		if (k)
+			memcpy((uint8_t *)c->iov[c->idx].iov_base + c->off, src, k);
+		src += k;
+		n -= k;
+		vdi_iovc_advance(c, k);
+		if (!k && !left) {
+			c->idx++;
+			c->off = 0;
+		}
+	}
+}
+
+#define VDI_IOV_WINDOW 64u
+
+/* Up to @max iovecs covering up to @n bytes from the cursor (not advanced). */
+static inline uint32_t vdi_iovc_window(const struct vdi_iovc *c, uint64_t n, struct iovec *win,
+				       uint32_t max)
+{
+	uint32_t i = c->idx, k = 0;
+	size_t off = c->off;
+
+	while (n && i < c->cnt && k < max) {
+		size_t left = c->iov[i].iov_len - off;
+		size_t take = n < left ? (size_t)n : left;
+
+		if (take) {
+			win[k].iov_base = (uint8_t *)c->iov[i].iov_base + off;
+			win[k].iov_len = take;
+			k++;
+			n -= take;
+		}
+		i++;
+		off = 0;
+	}
+	return k;
+}
+
+/* ---- positional file I/O -------------------------------------------------- */
+
+/*
+ * Transfer exactly @n bytes between the iovecs at the cursor and @fd at
+ * @off, advancing the cursor. Short transfers are continued; EINTR is
+ * retried; a transfer that makes no progress (EOF inside the disk, or a
+ * write of 0 bytes) is -EIO. Returns 0 or a negative errno: never a short
+ * success.
+ */
+static inline int vdi_fd_rw(int fd, int write, struct vdi_iovc *c, uint64_t off, uint64_t n)
+{
+	struct iovec win[VDI_IOV_WINDOW];
+
+	while (n) {
+		uint32_t k = vdi_iovc_window(c, n, win, VDI_IOV_WINDOW);
+		ssize_t r;
+
+		if (!k)
+			return -EINVAL; /* the iovecs ran out: vdi_io_check prevents it */
+		r = write ? pwritev(fd, win, (int)k, (off_t)off) : preadv(fd, win, (int)k, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		vdi_iovc_advance(c, (uint64_t)r);
+		off += (uint64_t)r;
+		n -= (uint64_t)r;
+	}
+	return 0;
+}
+
+/* The same for one flat buffer. */
+static inline int vdi_fd_rw_flat(int fd, int write, void *buf, uint64_t off, uint64_t n)
+{
+	struct iovec v = {.iov_base = buf, .iov_len = (size_t)n};
+	struct vdi_iovc c;
+
+	vdi_iovc_init(&c, &v, 1);
+	return vdi_fd_rw(fd, write, &c, off, n);
+}
+
+/* Write @n zero bytes at @off from the zero buffer @zeros of @zlen bytes. */
+static inline int vdi_fd_write_zeros(int fd, const uint8_t *zeros, size_t zlen, uint64_t off,
+				     uint64_t n)
+{
+	struct iovec win[16];
+
+	while (n) {
+		uint64_t chunk = 0;
+		uint32_t k = 0;
+		struct vdi_iovc c;
+		int r;
+
+		while (k < 16 && chunk < n) {
+			size_t take = n - chunk < zlen ? (size_t)(n - chunk) : zlen;
+
+			win[k].iov_base = (void *)(uintptr_t)zeros;
+			win[k].iov_len = take;
+			chunk += take;
+			k++;
+		}
+		vdi_iovc_init(&c, win, k);
+		r = vdi_fd_rw(fd, 1, &c, off, chunk);
+		if (r < 0)
+			return r;
+		off += chunk;
+		n -= chunk;
+	}
+	return 0;
+}
+
+static inline int vdi_fd_datasync(int fd)
+{
+	while (fdatasync(fd) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/* fallocate() that retries EINTR and returns 0 or a negative errno. */
+static inline int vdi_fd_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+	while (fallocate(fd, mode, (off_t)off, (off_t)len) < 0) {
+		if (errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/* The kernel cannot do this fallocate mode here (fall back to another way). */
+static inline int vdi_fallocate_unsupported(int err)
+{
+	return err == -EOPNOTSUPP || err == -ENOSYS || err == -EINVAL || err == -ENODEV ||
+	       err == -ENOTTY;
+}
+
+/* Disk size of a regular file or block device, rounded down to 512. */
+static inline int vdi_fd_disk_size(int fd, uint64_t *size)
+{
+	struct stat st;
+	uint64_t s;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode)) {
+		s = (uint64_t)st.st_size;
+	} else if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &s) < 0)
+			return -errno;
+	} else {
+		return -EINVAL;
+	}
+	*size = s & ~(uint64_t)(VDI_SECTOR - 1);
+	return 0;
+}
+
+#endif

@@ -156,17 +156,19 @@ static int setup_vmm(struct blk_demo *d)
  * The device side of the event loop, after a kick. Here the kick was a
  * QueueNotify write that ran the device on this thread (a KVM VMM would
  * register KVM_IOEVENTFD at vdev_mmio_notify_address and call
- * vdev_device_queue_notify when the eventfd fires). A backend with a
- * completion fd (io_uring) finishes I/O later: when the fd is readable, call
- * vdev_blk_process_completions. The memory backend has none (-1): its I/O is
- * done when the kick returns.
+ * vdev_device_queue_notify when the eventfd fires). An asynchronous backend
+ * (io_uring) finishes I/O later and makes the device's completion fd
+ * readable: then call vdev_blk_process_completions. A VMM registers that fd
+ * once in its event loop. The memory backend's I/O is done when the kick
+ * returns, so here the fd never fires.
  */
 static void device_completions(struct blk_demo *d)
 {
 	int fd = vdev_blk_completion_fd(d->blk, 0);
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 
-	if (fd >= 0 && poll(&p, 1, 1000) > 0)
+	/* Non-blocking: with the memory backend the fd never fires. */
+	if (fd >= 0 && poll(&p, 1, 0) > 0)
 		vdev_blk_process_completions(d->blk, 0);
 }
 

@@ -268,10 +268,13 @@ VDEV_EXPORT void vdev_blk_free(vdev_blk *blk);
 VDEV_EXPORT vdev_device *vdev_blk_device(const vdev_blk *blk);
 
 /**
- * vdev_blk_completion_fd() - while active, the fd to watch for queue
- * @queue's backend completions (then call vdev_blk_process_completions), or
- * -1 when the backend completes synchronously. -EINVAL / -EAGAIN (not
- * active). Since 0.1.
+ * vdev_blk_completion_fd() - the fd to watch for queue @queue's backend
+ * completions: readable while some wait (then call
+ * vdev_blk_process_completions). It is the same fd from vdev_blk_new to
+ * vdev_blk_free, so a VMM registers it once in its event loop; with a
+ * synchronous backend (file, memory, cow) it never becomes readable, since
+ * their I/O is finished when the kick returns. Owned by the device: do not
+ * close it. Returns the fd or -EINVAL. Since 0.1.
  */
 VDEV_EXPORT int vdev_blk_completion_fd(vdev_blk *blk, uint32_t queue);
 

@@ -47,10 +47,10 @@ static uint8_t cow_zeros[64 * 1024];
 struct cow_q;
 
 struct cow_be {
+	struct vdi_sync s; /* first: the backend's opaque */
 	int base_fd;
 	int ov_fd;       /* overlay file, or -1 */
 	uint8_t *ov_mem; /* in-memory overlay (anonymous mapping), or NULL */
-	uint64_t size;
 	uint32_t chunk;
 	uint32_t shift;
 	uint64_t nchunks;
@@ -88,7 +88,7 @@ static uint64_t cow_chunk_len(const struct cow_be *c, uint64_t ci)
 {
 	uint64_t s = cow_chunk_start(c, ci);
 
-	return VDI_MIN((uint64_t)c->chunk, c->size - s); /* the last one may be partial */
+	return VDI_MIN((uint64_t)c->chunk, c->s.size - s); /* the last one may be partial */
 }
 
 /* ---- overlay and base primitives ------------------------------------------ */
@@ -236,13 +236,12 @@ static int cow_modify(struct cow_be *c, struct cow_q *q, struct vdi_iovc *it, ui
 	return r;
 }
 
-static int cow_run(struct cow_be *c, struct cow_q *q, struct vdev_blk_io *io)
+static int cow_run(struct vdi_sync *s, struct vdi_syncq *sq, struct vdev_blk_io *io)
 {
+	struct cow_be *c = (struct cow_be *)s;
+	struct cow_q *q = (struct cow_q *)sq;
 	struct vdi_iovc it;
-	int r = vdi_io_check(io, c->size, 0);
 
-	if (r < 0)
-		return r;
 	switch (io->op) {
 	case VDEV_BLK_IO_READ:
 		return cow_read(c, io);
@@ -261,35 +260,15 @@ static int cow_run(struct cow_be *c, struct cow_q *q, struct vdev_blk_io *io)
 
 /* ---- ops -------------------------------------------------------------------- */
 
-static uint64_t cow_size(void *opaque)
+static int cow_queue_init(struct vdi_sync *s, struct vdi_syncq *sq)
 {
-	return ((struct cow_be *)opaque)->size;
-}
+	struct cow_be *c = (struct cow_be *)s;
+	struct cow_q *q = (struct cow_q *)sq;
 
-static int cow_queue_open(void *opaque, uint32_t queue, void **qctx)
-{
-	struct cow_be *c = opaque;
-	struct cow_q *q;
-	int r;
-
-	VDI_UNUSED(queue);
-	if (!qctx)
-		return -EINVAL;
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	r = vdi_syncq_init(&q->q, VDI_SYNC_DEPTH);
-	if (r < 0) {
-		free(q);
-		return r;
-	}
 	if (!c->ov_mem) {
 		q->bounce = malloc(c->chunk);
-		if (!q->bounce) {
-			vdi_syncq_fini(&q->q);
-			free(q);
+		if (!q->bounce)
 			return -ENOMEM;
-		}
 	}
 	pthread_mutex_lock(&c->ctx_lock);
 	q->next = c->ctxs;
@@ -297,17 +276,14 @@ static int cow_queue_open(void *opaque, uint32_t queue, void **qctx)
 		c->ctxs->prev = q;
 	c->ctxs = q;
 	pthread_mutex_unlock(&c->ctx_lock);
-	*qctx = q;
 	return 0;
 }
 
-static void cow_queue_close(void *opaque, void *qctx)
+static void cow_queue_fini(struct vdi_sync *s, struct vdi_syncq *sq)
 {
-	struct cow_be *c = opaque;
-	struct cow_q *q = qctx;
+	struct cow_be *c = (struct cow_be *)s;
+	struct cow_q *q = (struct cow_q *)sq;
 
-	if (!q)
-		return;
 	pthread_mutex_lock(&c->ctx_lock);
 	if (q->prev)
 		q->prev->next = q->next;
@@ -316,55 +292,18 @@ static void cow_queue_close(void *opaque, void *qctx)
 	if (q->next)
 		q->next->prev = q->prev;
 	pthread_mutex_unlock(&c->ctx_lock);
-	vdi_syncq_fini(&q->q);
 	free(q->bounce);
-	free(q);
 }
 
-static int cow_enqueue(void *opaque, void *qctx, struct vdev_blk_io *io)
+static void cow_destroy(struct vdi_sync *s)
 {
-	VDI_UNUSED(opaque);
-	if (!qctx)
-		return -EINVAL;
-	return vdi_syncq_enqueue(&((struct cow_q *)qctx)->q, io);
-}
-
-static int cow_submit(void *opaque, void *qctx)
-{
-	struct cow_q *q = qctx;
-	struct vdev_blk_io *io;
-
-	if (!q)
-		return -EINVAL;
-	while ((io = vdi_syncq_next(&q->q)))
-		io->result = cow_run(opaque, q, io);
-	return 0;
-}
-
-static int cow_reap(void *opaque, void *qctx, struct vdev_blk_io **done, uint32_t max)
-{
-	VDI_UNUSED(opaque);
-	if (!qctx)
-		return -EINVAL;
-	return vdi_syncq_reap(&((struct cow_q *)qctx)->q, done, max);
-}
-
-static int cow_completion_fd(void *opaque, void *qctx)
-{
-	VDI_UNUSED(opaque);
-	VDI_UNUSED(qctx);
-	return -1;
-}
-
-static void cow_destroy(void *opaque)
-{
-	struct cow_be *c = opaque;
+	struct cow_be *c = (struct cow_be *)s;
 	uint32_t i;
 
 	if (!c)
 		return;
 	if (c->ov_mem)
-		munmap(c->ov_mem, (size_t)c->size);
+		munmap(c->ov_mem, (size_t)c->s.size);
 	if (c->ov_fd >= 0)
 		close(c->ov_fd);
 	if (c->base_fd >= 0)
@@ -376,16 +315,12 @@ static void cow_destroy(void *opaque)
 	free(c);
 }
 
-static const struct vdev_blk_backend_ops cow_ops = {
-	.struct_size = sizeof(struct vdev_blk_backend_ops),
-	.size = cow_size,
-	.queue_open = cow_queue_open,
-	.queue_close = cow_queue_close,
-	.enqueue = cow_enqueue,
-	.submit = cow_submit,
-	.reap = cow_reap,
-	.completion_fd = cow_completion_fd,
+static const struct vdi_sync_ops cow_ops = {
+	.run = cow_run,
 	.destroy = cow_destroy,
+	.qsize = sizeof(struct cow_q),
+	.queue_init = cow_queue_init,
+	.queue_fini = cow_queue_fini,
 };
 
 /* ---- construction ----------------------------------------------------------- */
@@ -401,7 +336,7 @@ static int cow_open_overlay(struct cow_be *c, const char *path)
 	c->ov_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (c->ov_fd < 0)
 		return -errno;
-	if (ftruncate(c->ov_fd, (off_t)c->size) < 0)
+	if (ftruncate(c->ov_fd, (off_t)c->s.size) < 0)
 		return -errno;
 	return 0;
 }
@@ -424,6 +359,8 @@ VDEV_EXPORT int vdev_blk_backend_new_cow(const struct vdev_blk_cow_config *ucfg,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->s.ops = &cow_ops;
+	c->s.depth = VDI_SYNC_DEPTH;
 	c->ov_fd = -1;
 	c->chunk = cfg.chunk_size;
 	while ((1u << c->shift) < c->chunk)
@@ -438,14 +375,14 @@ VDEV_EXPORT int vdev_blk_backend_new_cow(const struct vdev_blk_cow_config *ucfg,
 		r = -errno;
 		goto fail;
 	}
-	r = vdi_fd_disk_size(c->base_fd, &c->size);
+	r = vdi_fd_disk_size(c->base_fd, &c->s.size);
 	if (r < 0)
 		goto fail;
-	if (!c->size || c->size > SIZE_MAX / 2) {
+	if (!c->s.size || c->s.size > SIZE_MAX / 2) {
 		r = -EINVAL;
 		goto fail;
 	}
-	c->nchunks = (c->size + c->chunk - 1) >> c->shift;
+	c->nchunks = (c->s.size + c->chunk - 1) >> c->shift;
 	c->nwords = (size_t)((c->nchunks + 63) / 64);
 	c->bitmap = calloc(c->nwords, sizeof(*c->bitmap));
 	if (!c->bitmap) {
@@ -457,7 +394,7 @@ VDEV_EXPORT int vdev_blk_backend_new_cow(const struct vdev_blk_cow_config *ucfg,
 		if (r < 0)
 			goto fail;
 	} else {
-		void *p = mmap(NULL, (size_t)c->size, PROT_READ | PROT_WRITE,
+		void *p = mmap(NULL, (size_t)c->s.size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 		if (p == MAP_FAILED) {
@@ -466,14 +403,14 @@ VDEV_EXPORT int vdev_blk_backend_new_cow(const struct vdev_blk_cow_config *ucfg,
 		}
 		c->ov_mem = p;
 	}
-	r = vdi_blk_backend_create(&cow_ops, c,
-				   VDEV_BLK_BACKEND_F_DISCARD | VDEV_BLK_BACKEND_F_WRITE_ZEROES,
-				   VDI_BACKEND_COW, out);
+	r = vdi_sync_backend_create(&c->s,
+				    VDEV_BLK_BACKEND_F_DISCARD | VDEV_BLK_BACKEND_F_WRITE_ZEROES,
+				    VDI_BACKEND_COW, out);
 	if (r < 0)
 		goto fail;
 	return 0;
 fail:
-	cow_destroy(c);
+	cow_destroy(&c->s);
 	return r;
 }
 
@@ -507,7 +444,7 @@ VDEV_EXPORT int vdev_blk_backend_cow_reset(vdev_blk_backend *b)
 	 * bytes under a clear bit are never read). */
 	if (c->ov_fd >= 0)
 		(void)vdi_fd_fallocate(c->ov_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-				       c->size);
+				       c->s.size);
 	pthread_mutex_unlock(&c->ctx_lock);
 	return 0;
 }
@@ -541,7 +478,7 @@ VDEV_EXPORT int vdev_blk_backend_cow_commit(vdev_blk_backend *b, int fd)
 			continue;
 		}
 		pos = cow_chunk_start(c, ci);
-		end = cow_run_end(c, pos, c->size, 1);
+		end = cow_run_end(c, pos, c->s.size, 1);
 		while (pos < end && r == 0) {
 			uint64_t n = VDI_MIN(end - pos, (uint64_t)COW_COMMIT_BUF);
 

@@ -41,60 +41,9 @@
 static uint8_t file_zeros[64 * 1024] __attribute__((aligned(4096)));
 
 struct file_be {
+	struct vdi_sync s; /* first: the backend's opaque */
 	int fd;
-	int readonly;
-	uint64_t size;
-	uint32_t depth;
 };
-
-struct file_q {
-	struct vdi_syncq q;
-};
-
-static uint64_t file_size(void *opaque)
-{
-	return ((struct file_be *)opaque)->size;
-}
-
-static int file_queue_open(void *opaque, uint32_t queue, void **qctx)
-{
-	struct file_be *f = opaque;
-	struct file_q *q;
-	int r;
-
-	VDI_UNUSED(queue);
-	if (!qctx)
-		return -EINVAL;
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	r = vdi_syncq_init(&q->q, f->depth);
-	if (r < 0) {
-		free(q);
-		return r;
-	}
-	*qctx = q;
-	return 0;
-}
-
-static void file_queue_close(void *opaque, void *qctx)
-{
-	struct file_q *q = qctx;
-
-	VDI_UNUSED(opaque);
-	if (!q)
-		return;
-	vdi_syncq_fini(&q->q);
-	free(q);
-}
-
-static int file_enqueue(void *opaque, void *qctx, struct vdev_blk_io *io)
-{
-	VDI_UNUSED(opaque);
-	if (!qctx)
-		return -EINVAL;
-	return vdi_syncq_enqueue(&((struct file_q *)qctx)->q, io);
-}
 
 static int file_write_zeroes(struct file_be *f, const struct vdev_blk_io *io)
 {
@@ -128,13 +77,12 @@ static int file_discard(struct file_be *f, const struct vdev_blk_io *io)
 	return r;
 }
 
-static int file_run(struct file_be *f, struct vdev_blk_io *io)
+static int file_run(struct vdi_sync *s, struct vdi_syncq *q, struct vdev_blk_io *io)
 {
+	struct file_be *f = (struct file_be *)s;
 	struct vdi_iovc c;
-	int r = vdi_io_check(io, f->size, f->readonly);
 
-	if (r < 0)
-		return r;
+	VDI_UNUSED(q);
 	switch (io->op) {
 	case VDEV_BLK_IO_READ:
 	case VDEV_BLK_IO_WRITE:
@@ -151,36 +99,9 @@ static int file_run(struct file_be *f, struct vdev_blk_io *io)
 	}
 }
 
-static int file_submit(void *opaque, void *qctx)
+static void file_destroy(struct vdi_sync *s)
 {
-	struct file_q *q = qctx;
-	struct vdev_blk_io *io;
-
-	if (!q)
-		return -EINVAL;
-	while ((io = vdi_syncq_next(&q->q)))
-		io->result = file_run(opaque, io);
-	return 0;
-}
-
-static int file_reap(void *opaque, void *qctx, struct vdev_blk_io **done, uint32_t max)
-{
-	VDI_UNUSED(opaque);
-	if (!qctx)
-		return -EINVAL;
-	return vdi_syncq_reap(&((struct file_q *)qctx)->q, done, max);
-}
-
-static int file_completion_fd(void *opaque, void *qctx)
-{
-	VDI_UNUSED(opaque);
-	VDI_UNUSED(qctx);
-	return -1;
-}
-
-static void file_destroy(void *opaque)
-{
-	struct file_be *f = opaque;
+	struct file_be *f = (struct file_be *)s;
 
 	if (!f)
 		return;
@@ -189,15 +110,8 @@ static void file_destroy(void *opaque)
 	free(f);
 }
 
-static const struct vdev_blk_backend_ops file_ops = {
-	.struct_size = sizeof(struct vdev_blk_backend_ops),
-	.size = file_size,
-	.queue_open = file_queue_open,
-	.queue_close = file_queue_close,
-	.enqueue = file_enqueue,
-	.submit = file_submit,
-	.reap = file_reap,
-	.completion_fd = file_completion_fd,
+static const struct vdi_sync_ops file_ops = {
+	.run = file_run,
 	.destroy = file_destroy,
 };
 
@@ -257,23 +171,24 @@ VDEV_EXPORT int vdev_blk_backend_new_file(const struct vdev_blk_file_config *ucf
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->depth = cfg.queue_depth ? cfg.queue_depth : VDI_SYNC_DEPTH;
-	f->fd = file_open(&cfg, &f->readonly);
+	f->s.ops = &file_ops;
+	f->s.depth = cfg.queue_depth ? cfg.queue_depth : VDI_SYNC_DEPTH;
+	f->fd = file_open(&cfg, &f->s.readonly);
 	if (f->fd < 0) {
 		r = f->fd;
 		free(f);
 		return r;
 	}
-	r = vdi_fd_disk_size(f->fd, &f->size);
+	r = vdi_fd_disk_size(f->fd, &f->s.size);
 	if (r < 0)
 		goto fail;
-	flags = f->readonly ? VDEV_BLK_BACKEND_F_READONLY
-			    : VDEV_BLK_BACKEND_F_DISCARD | VDEV_BLK_BACKEND_F_WRITE_ZEROES;
-	r = vdi_blk_backend_create(&file_ops, f, flags, VDI_BACKEND_FILE, out);
+	flags = f->s.readonly ? VDEV_BLK_BACKEND_F_READONLY
+			      : VDEV_BLK_BACKEND_F_DISCARD | VDEV_BLK_BACKEND_F_WRITE_ZEROES;
+	r = vdi_sync_backend_create(&f->s, flags, VDI_BACKEND_FILE, out);
 	if (r < 0)
 		goto fail;
 	return 0;
 fail:
-	file_destroy(f);
+	file_destroy(&f->s);
 	return r;
 }

@@ -24,68 +24,17 @@
 #define MEMORY_MMAP_MIN (1u << 20)
 
 struct mem_be {
+	struct vdi_sync s; /* first: the backend's opaque */
 	uint8_t *data;
-	uint64_t size;
-	int readonly;
 	int mapped;
 };
 
-struct mem_q {
-	struct vdi_syncq q;
-};
-
-static uint64_t mem_size(void *opaque)
+static int mem_run(struct vdi_sync *s, struct vdi_syncq *q, struct vdev_blk_io *io)
 {
-	return ((struct mem_be *)opaque)->size;
-}
-
-static int mem_queue_open(void *opaque, uint32_t queue, void **qctx)
-{
-	struct mem_q *q;
-	int r;
-
-	VDI_UNUSED(opaque);
-	VDI_UNUSED(queue);
-	if (!qctx)
-		return -EINVAL;
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	r = vdi_syncq_init(&q->q, VDI_SYNC_DEPTH);
-	if (r < 0) {
-		free(q);
-		return r;
-	}
-	*qctx = q;
-	return 0;
-}
-
-static void mem_queue_close(void *opaque, void *qctx)
-{
-	struct mem_q *q = qctx;
-
-	VDI_UNUSED(opaque);
-	if (!q)
-		return;
-	vdi_syncq_fini(&q->q);
-	free(q);
-}
-
-static int mem_enqueue(void *opaque, void *qctx, struct vdev_blk_io *io)
-{
-	VDI_UNUSED(opaque);
-	if (!qctx)
-		return -EINVAL;
-	return vdi_syncq_enqueue(&((struct mem_q *)qctx)->q, io);
-}
-
-static int mem_run(struct mem_be *m, struct vdev_blk_io *io)
-{
+	struct mem_be *m = (struct mem_be *)s;
 	struct vdi_iovc c;
-	int r = vdi_io_check(io, m->size, m->readonly);
 
-	if (r < 0)
-		return r;
+	VDI_UNUSED(q);
 	switch (io->op) {
 	case VDEV_BLK_IO_READ:
 		vdi_iovc_init(&c, io->iov, io->iovcnt);
@@ -106,55 +55,21 @@ static int mem_run(struct mem_be *m, struct vdev_blk_io *io)
 	}
 }
 
-static int mem_submit(void *opaque, void *qctx)
+static void mem_destroy(struct vdi_sync *s)
 {
-	struct mem_q *q = qctx;
-	struct vdev_blk_io *io;
-
-	if (!q)
-		return -EINVAL;
-	while ((io = vdi_syncq_next(&q->q)))
-		io->result = mem_run(opaque, io);
-	return 0;
-}
-
-static int mem_reap(void *opaque, void *qctx, struct vdev_blk_io **done, uint32_t max)
-{
-	VDI_UNUSED(opaque);
-	if (!qctx)
-		return -EINVAL;
-	return vdi_syncq_reap(&((struct mem_q *)qctx)->q, done, max);
-}
-
-static int mem_completion_fd(void *opaque, void *qctx)
-{
-	VDI_UNUSED(opaque);
-	VDI_UNUSED(qctx);
-	return -1;
-}
-
-static void mem_destroy(void *opaque)
-{
-	struct mem_be *m = opaque;
+	struct mem_be *m = (struct mem_be *)s;
 
 	if (!m)
 		return;
 	if (m->mapped)
-		munmap(m->data, (size_t)m->size);
+		munmap(m->data, (size_t)m->s.size);
 	else
 		free(m->data);
 	free(m);
 }
 
-static const struct vdev_blk_backend_ops mem_ops = {
-	.struct_size = sizeof(struct vdev_blk_backend_ops),
-	.size = mem_size,
-	.queue_open = mem_queue_open,
-	.queue_close = mem_queue_close,
-	.enqueue = mem_enqueue,
-	.submit = mem_submit,
-	.reap = mem_reap,
-	.completion_fd = mem_completion_fd,
+static const struct vdi_sync_ops mem_ops = {
+	.run = mem_run,
 	.destroy = mem_destroy,
 };
 
@@ -171,8 +86,10 @@ VDEV_EXPORT int vdev_blk_backend_new_memory(uint64_t size, uint32_t flags, vdev_
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	m->size = size;
-	m->readonly = !!(flags & VDEV_BLK_BACKEND_F_READONLY);
+	m->s.ops = &mem_ops;
+	m->s.size = size;
+	m->s.depth = VDI_SYNC_DEPTH;
+	m->s.readonly = !!(flags & VDEV_BLK_BACKEND_F_READONLY);
 	if (size >= MEMORY_MMAP_MIN) {
 		void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -190,11 +107,11 @@ VDEV_EXPORT int vdev_blk_backend_new_memory(uint64_t size, uint32_t flags, vdev_
 			return -ENOMEM;
 		}
 	}
-	bflags = m->readonly ? VDEV_BLK_BACKEND_F_READONLY
-			     : VDEV_BLK_BACKEND_F_DISCARD | VDEV_BLK_BACKEND_F_WRITE_ZEROES;
-	r = vdi_blk_backend_create(&mem_ops, m, bflags, VDI_BACKEND_MEMORY, out);
+	bflags = m->s.readonly ? VDEV_BLK_BACKEND_F_READONLY
+			       : VDEV_BLK_BACKEND_F_DISCARD | VDEV_BLK_BACKEND_F_WRITE_ZEROES;
+	r = vdi_sync_backend_create(&m->s, bflags, VDI_BACKEND_MEMORY, out);
 	if (r < 0) {
-		mem_destroy(m);
+		mem_destroy(&m->s);
 		return r;
 	}
 	return 0;

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Helpers shared by the synchronous built-in backends (file, memory, cow).
- * Private to the library; everything is static inline so each backend only
- * pulls in what it uses.
+ * Shared by the synchronous built-in backends (file, memory, cow). Private
+ * to the library. The generic backend plumbing is in sync.c; the helpers
+ * below are static inline so each backend only pulls in what it uses.
  *
  * A synchronous backend does its I/O in submit: enqueue only records the io
- * in a bounded per-queue ring (-EAGAIN when VDI_SYNC_DEPTH ios are held, that
- * is enqueued and not yet reaped), submit runs every recorded io in order,
- * and reap hands back the finished ones. completion_fd is -1.
+ * in a bounded per-queue ring (-EAGAIN when depth ios are held, that is
+ * enqueued and not yet reaped), submit runs every recorded io in order, and
+ * reap hands back the finished ones. completion_fd is -1.
  */
 #ifndef VDI_SYNC_INTERNAL_H
 #define VDI_SYNC_INTERNAL_H
@@ -30,8 +30,12 @@
 #define VDI_SYNC_MAX_DEPTH 32768u
 #define VDI_SECTOR 512u
 
-/* ---- the bounded per-queue ring of ios ---------------------------------- */
+/* ---- the generic backend -------------------------------------------------- */
 
+/*
+ * A queue context: the bounded ring of ios, first member of the backend's
+ * own queue context when it has one (see vdi_sync_ops.qsize).
+ */
 struct vdi_syncq {
 	struct vdev_blk_io **ring;
 	uint32_t depth;
@@ -41,54 +45,44 @@ struct vdi_syncq {
 	uint64_t tail; /* next free slot */
 };
 
-static inline int vdi_syncq_init(struct vdi_syncq *q, uint32_t depth)
-{
-	memset(q, 0, sizeof(*q));
-	q->ring = calloc(depth, sizeof(*q->ring));
-	if (!q->ring)
-		return -ENOMEM;
-	q->depth = depth;
-	return 0;
-}
+struct vdi_sync;
 
-static inline void vdi_syncq_fini(struct vdi_syncq *q)
-{
-	free(q->ring);
-	q->ring = NULL;
-}
+/* What makes one synchronous backend. Const, one per backend kind. */
+struct vdi_sync_ops {
+	/* Run one io that passed vdi_io_check; returns its io->result. */
+	int (*run)(struct vdi_sync *s, struct vdi_syncq *q, struct vdev_blk_io *io);
+	/* Free the backend (its private state, which embeds @s). */
+	void (*destroy)(struct vdi_sync *s);
+	/* Optional: the size of the backend's queue context, whose first
+	 * member is a struct vdi_syncq (0: a bare vdi_syncq), and hooks that
+	 * set up and tear down the rest of it. queue_init runs after the ring
+	 * is set up, queue_fini before it is torn down. */
+	size_t qsize;
+	int (*queue_init)(struct vdi_sync *s, struct vdi_syncq *q);
+	void (*queue_fini)(struct vdi_sync *s, struct vdi_syncq *q);
+};
 
-static inline int vdi_syncq_enqueue(struct vdi_syncq *q, struct vdev_blk_io *io)
-{
-	if (!io)
-		return -EINVAL;
-	if (q->tail - q->head >= q->depth)
-		return -EAGAIN;
-	q->ring[q->tail++ % q->depth] = io;
-	__atomic_add_fetch(&q->held, 1, __ATOMIC_RELEASE);
-	return 0;
-}
+/*
+ * The generic part of a synchronous backend: the first member of its private
+ * state, so the backend's opaque is a struct vdi_sync.
+ */
+struct vdi_sync {
+	const struct vdi_sync_ops *ops;
+	uint64_t size;  /* disk size in bytes */
+	uint32_t depth; /* ios a queue context holds */
+	int readonly;
+};
 
-/* The next io to run, or NULL when everything enqueued has run. */
-static inline struct vdev_blk_io *vdi_syncq_next(struct vdi_syncq *q)
-{
-	if (q->exec == q->tail)
-		return NULL;
-	return q->ring[q->exec++ % q->depth];
-}
+/*
+ * Wrap @s (filled in) in a backend object of @kind (a VDI_BACKEND_*) with
+ * the generic ops: queue_open/close, enqueue, submit (every queued io checked
+ * by vdi_io_check, then run), reap, completion_fd -1. On failure the caller
+ * still owns @s.
+ */
+int vdi_sync_backend_create(struct vdi_sync *s, uint32_t flags, uint32_t kind,
+			    vdev_blk_backend **out);
 
-static inline int vdi_syncq_reap(struct vdi_syncq *q, struct vdev_blk_io **done, uint32_t max)
-{
-	uint32_t n = 0;
-
-	if (!done && max)
-		return -EINVAL;
-	while (n < max && q->head != q->exec)
-		done[n++] = q->ring[q->head++ % q->depth];
-	if (n)
-		__atomic_sub_fetch(&q->held, n, __ATOMIC_RELEASE);
-	return (int)n;
-}
-
+/* Ios enqueued on @q and not yet reaped; safe from any thread. */
 static inline uint32_t vdi_syncq_held(const struct vdi_syncq *q)
 {
 	return __atomic_load_n(&q->held, __ATOMIC_ACQUIRE);

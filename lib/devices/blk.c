@@ -39,6 +39,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +128,8 @@ struct blk_queue {
 	uint32_t inflight;    /* ios the backend holds */
 	uint32_t unsubmitted; /* enqueued since the last submit */
 	uint32_t answered;    /* requests answered (for process_completions) */
+	int epfd;      /* stable completion fd: an epoll set holding bfd while open */
+	int bfd;       /* the backend context's completion fd in epfd, or -1 */
 	struct blk_req ovf;   /* a chain with more iovecs than any pooled request */
 	uint32_t ovf_cap;
 	struct blk_counters c;
@@ -904,6 +908,31 @@ static void pool_free(struct blk_queue *bq)
 	bq->nreqs = 0;
 }
 
+/*
+ * The VMM registers vdev_blk_completion_fd once, for the device's lifetime,
+ * while backend contexts (and their fds) come and go with activation: so the
+ * stable fd is an epoll set that holds the context's fd while it is open.
+ */
+static int watch_backend_fd(struct blk_queue *bq)
+{
+	const struct vdev_blk_backend *be = bq->blk->be;
+	struct epoll_event ev = {.events = EPOLLIN};
+	int fd = be->ops.completion_fd(be->opaque, bq->bctx);
+
+	bq->bfd = -1;
+	if (fd < 0)
+		return 0; /* synchronous backend: nothing to wait for */
+	if (epoll_ctl(bq->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int r = -errno;
+
+		vdi_log(VDEV_LOG_WARNING, "blk queue %u: cannot watch the backend fd (%d)",
+			bq->index, r);
+		return r;
+	}
+	bq->bfd = fd;
+	return 0;
+}
+
 static int q_attach(struct blk_queue *bq, vdev_queue *vq)
 {
 	struct vdev_blk *blk = bq->blk;
@@ -920,6 +949,9 @@ static int q_attach(struct blk_queue *bq, vdev_queue *vq)
 			return r;
 		}
 		bq->open = 1;
+		r = watch_backend_fd(bq);
+		if (r < 0)
+			return r;
 	}
 	bq->reqs = calloc(n, sizeof(*bq->reqs));
 	bq->iov_mem = calloc(n * cap, sizeof(*bq->iov_mem));
@@ -964,6 +996,9 @@ static void q_detach(struct blk_queue *bq, int close)
 	bq->stopped = 0;
 	bq->blocked = 0;
 	if (close && bq->open) {
+		if (bq->bfd >= 0)
+			epoll_ctl(bq->epfd, EPOLL_CTL_DEL, bq->bfd, NULL);
+		bq->bfd = -1;
 		be->ops.queue_close(be->opaque, bq->bctx);
 		bq->open = 0;
 		bq->bctx = NULL;
@@ -1199,6 +1234,17 @@ VDEV_EXPORT int vdev_blk_new(const struct vdev_blk_config *cfg, vdev_blk_backend
 		blk->queues[i].blk = blk;
 		blk->queues[i].index = i;
 		blk->queues[i].ovf.ovf = 1;
+		blk->queues[i].bfd = -1;
+		blk->queues[i].epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (blk->queues[i].epfd < 0) {
+			int err = -errno;
+
+			while (i-- > 0)
+				close(blk->queues[i].epfd);
+			free(blk->queues);
+			free(blk);
+			return err;
+		}
 	}
 	blk->cfg = c;
 	blk->be = backend;
@@ -1256,6 +1302,8 @@ VDEV_EXPORT int vdev_blk_new(const struct vdev_blk_config *cfg, vdev_blk_backend
 	ops.wake = blk_wake;
 	r = vdev_device_new(&dc, &ops, blk, &blk->dev);
 	if (r < 0) {
+		for (uint32_t i = 0; i < c.num_queues; i++)
+			close(blk->queues[i].epfd);
 		free(blk->queues);
 		free(blk);
 		return r;
@@ -1273,6 +1321,7 @@ VDEV_EXPORT void vdev_blk_free(vdev_blk *blk)
 		/* Normally done by the reset; covers a device that was never
 		 * activated but had contexts opened. */
 		q_detach(&blk->queues[i], 1);
+		close(blk->queues[i].epfd);
 		free(blk->queues[i].ovf.elem.iov);
 		free(blk->queues[i].ovf.elem.gpa);
 	}
@@ -1303,13 +1352,9 @@ static struct blk_queue *active_queue(vdev_blk *blk, uint32_t queue, int *err)
 
 VDEV_EXPORT int vdev_blk_completion_fd(vdev_blk *blk, uint32_t queue)
 {
-	struct blk_queue *bq;
-	int err = 0;
-
-	bq = active_queue(blk, queue, &err);
-	if (!bq)
-		return err;
-	return blk->be->ops.completion_fd(blk->be->opaque, bq->bctx);
+	if (!blk || queue >= blk->cfg.num_queues)
+		return -EINVAL;
+	return blk->queues[queue].epfd;
 }
 
 VDEV_EXPORT int vdev_blk_process_completions(vdev_blk *blk, uint32_t queue)

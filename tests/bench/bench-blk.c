@@ -34,7 +34,10 @@
  * quotient; cpu_per_io_ratio is the quotient of the median CPU per I/O of
  * each path. cpu_per_io: user+system CPU of the whole process (getrusage
  * RUSAGE_SELF: both threads, io_uring workers included) per completed I/O.
- * Every single run is printed on stderr.
+ * Every single run is printed on stderr, with the CPUs this process kept
+ * busy (cpus=device/native) and those busy with anything else on the machine
+ * (others=device/native, from /proc/stat): a run with others well above 0 on
+ * this 2-CPU machine shared a CPU with someone.
  *
  * Files: the page-cache cases use a file on disk (-m, default
  * /var/tmp/vdev-bench-blk-cached.img) read once in full before each case.
@@ -49,6 +52,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +60,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -93,8 +98,13 @@ struct opts {
 	uint64_t size;
 	uint32_t queue_size;
 	int packed, indirect, keep, no_event_idx;
+	int affinity; /* AFF_* */
 	const char *only;
 };
+
+/* -A: where the threads run. The native loop runs where the driver does. */
+enum { AFF_OS, AFF_SAME, AFF_SPLIT };
+static const char *const aff_names[] = {"os", "same", "split"};
 
 struct bcase {
 	const char *name;
@@ -116,6 +126,7 @@ struct result {
 	uint64_t ios;
 	double secs;
 	double cpu;
+	double machine_cpu; /* busy CPU time of the whole machine, -1 if unknown */
 };
 
 static double now_s(void)
@@ -141,6 +152,58 @@ static inline void cpu_relax(void)
 #elif defined(__aarch64__)
 	__asm__ __volatile__("yield");
 #endif
+}
+
+/* Busy CPU seconds of the whole machine (/proc/stat), -1 if unknown: minus
+ * ours, it tells how much else ran during a measurement. */
+static double machine_busy_s(void)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	long hz = sysconf(_SC_CLK_TCK);
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8 || hz <= 0)
+		return -1;
+	/* user nice system [idle iowait] irq softirq steal */
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)hz;
+}
+
+static void die(const char *what, int err);
+
+/* The first two CPUs the process may use, found before anything is pinned. */
+static int g_cpus[2] = {-1, -1};
+
+static void find_cpus(void)
+{
+	cpu_set_t allowed;
+	int seen = 0;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+		die("sched_getaffinity", errno);
+	for (int c = 0; c < CPU_SETSIZE && seen < 2; c++)
+		if (CPU_ISSET(c, &allowed))
+			g_cpus[seen++] = c;
+}
+
+/* Pin the calling thread to the @nth CPU found by find_cpus. */
+static void pin_self(int nth)
+{
+	cpu_set_t one;
+	int r;
+
+	if (g_cpus[nth] < 0)
+		die("-A split needs two CPUs", EINVAL);
+	CPU_ZERO(&one);
+	CPU_SET(g_cpus[nth], &one);
+	r = pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+	if (r != 0)
+		die("pthread_setaffinity_np", r);
 }
 
 static double cpu_s(void)
@@ -220,7 +283,7 @@ typedef uint64_t (*step_fn)(void *ctx);
 static void run_timed(step_fn step, void (*start)(void *ctx), void *ctx, const struct opts *o,
 		      struct result *r)
 {
-	double end = now_s() + o->warm, t0, c0;
+	double end = now_s() + o->warm, t0, c0, m0;
 	uint64_t n = 0;
 
 	while (now_s() < end)
@@ -229,12 +292,14 @@ static void run_timed(step_fn step, void (*start)(void *ctx), void *ctx, const s
 		start(ctx);
 	t0 = now_s();
 	c0 = cpu_s();
+	m0 = machine_busy_s();
 	end = t0 + o->secs;
 	do {
 		n += step(ctx);
 	} while (now_s() < end);
 	r->secs = now_s() - t0;
 	r->cpu = cpu_s() - c0;
+	r->machine_cpu = m0 < 0 ? -1 : machine_busy_s() - m0;
 	r->ios = n;
 }
 
@@ -466,6 +531,9 @@ static void *device_thread(void *arg)
 	vdev_device *dev = vdev_blk_device(dp->blk);
 	vdev_queue *vq = vdev_device_get_queue(dev, 0); /* live after DRIVER_OK */
 
+	prctl(PR_SET_NAME, "bench-blk-dev"); /* tells the threads apart in perf */
+	if (dp->o->affinity != AFF_OS)
+		pin_self(dp->o->affinity == AFF_SPLIT ? 1 : 0);
 	if (ep < 0 || !vq) {
 		dp->dev_err = ep < 0 ? -errno : -ENODEV;
 		if (ep >= 0)
@@ -743,15 +811,26 @@ static void usage(void)
 		"                 [-G driver-spin-us] [-s size-MiB] [-m cached-file]\n"
 		"                 [-d disk-file] [-q queue-size] [-P (packed ring)]\n"
 		"                 [-I (indirect descriptors)] [-E (no EVENT_IDX)] [-k (keep files)]\n"
-		"                 [case]\n"
+		"                 [-A os|same|split] [case]\n"
 		"  -r  runs per case, medians reported (3)\n"
 		"  -S  polling budget of the device thread, and of the driver unless -G\n"
 		"      (microseconds, 30; 0: event-driven, sleep as soon as idle)\n"
 		"  -G  polling budget of the driver thread (microseconds)\n"
+		"  -A  thread placement: os (scheduler's choice), same (driver, device\n"
+		"      and native loop on the first allowed CPU), split (device thread\n"
+		"      on the second one)\n"
 		"cases:");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		fprintf(stderr, " %s", cases[i].name);
 	fprintf(stderr, "\n");
+}
+
+/* CPUs busy with anything else than us during a measurement (device/native). */
+static double others(const struct result *r)
+{
+	double v = r->machine_cpu < 0 ? 0 : (r->machine_cpu - r->cpu) / r->secs;
+
+	return v < 0 ? 0 : v;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -784,7 +863,7 @@ int main(int argc, char **argv)
 	double drv_spin_us = -1;
 	int opt, ran = 0;
 
-	while ((opt = getopt(argc, argv, "t:w:r:S:G:s:m:d:q:PIEkh")) != -1) {
+	while ((opt = getopt(argc, argv, "t:w:r:S:G:A:s:m:d:q:PIEkh")) != -1) {
 		switch (opt) {
 		case 't': o.secs = atof(optarg); break;
 		case 'w': o.warm = atof(optarg); break;
@@ -798,6 +877,16 @@ int main(int argc, char **argv)
 		case 'P': o.packed = 1; break;
 		case 'I': o.indirect = 1; break;
 		case 'E': o.no_event_idx = 1; break;
+		case 'A':
+			o.affinity = -1;
+			for (int a = 0; a < 3; a++)
+				if (strcmp(optarg, aff_names[a]) == 0)
+					o.affinity = a;
+			if (o.affinity < 0) {
+				usage();
+				return 2;
+			}
+			break;
 		case 'k': o.keep = 1; break;
 		default: usage(); return 2;
 		}
@@ -821,10 +910,14 @@ int main(int argc, char **argv)
 		io_uring_queue_exit(&ring);
 	}
 
-	printf("bench-blk: mode=%s device_spin_us=%.1f driver_spin_us=%.1f runs=%u secs=%.1f "
-	       "warmup=%.1f ring=%s%s%s\n",
+	if (o.affinity != AFF_OS) {
+		find_cpus();
+		pin_self(0);
+	}
+	printf("bench-blk: mode=%s device_spin_us=%.1f driver_spin_us=%.1f affinity=%s runs=%u "
+	       "secs=%.1f warmup=%.1f ring=%s%s%s\n",
 	       o.dev_spin_ns || o.drv_spin_ns ? "poll" : "event", (double)o.dev_spin_ns / 1000.0,
-	       (double)o.drv_spin_ns / 1000.0, o.reps, o.secs, o.warm,
+	       (double)o.drv_spin_ns / 1000.0, aff_names[o.affinity], o.reps, o.secs, o.warm,
 	       o.packed ? "packed" : "split", o.indirect ? "+indirect" : "",
 	       o.no_event_idx ? "+no-event-idx" : "+event-idx");
 	fflush(stdout);
@@ -859,9 +952,10 @@ int main(int argc, char **argv)
 			ncpu[k] = nat.cpu / (double)nat.ios;
 			fprintf(stderr,
 				"bench-blk: %s: run %u/%u: iops=%.0f native_iops=%.0f ratio=%.3f "
-				"cpu_per_io_ratio=%.3f\n",
+				"cpu_per_io_ratio=%.3f cpus=%.2f/%.2f others=%.2f/%.2f\n",
 				c->name, k + 1, o.reps, iops[k], niops[k], iops[k] / niops[k],
-				cpu[k] / ncpu[k]);
+				cpu[k] / ncpu[k], dev.cpu / dev.secs, nat.cpu / nat.secs,
+				others(&dev), others(&nat));
 		}
 		mi = median(iops, o.reps);
 		mn = median(niops, o.reps);

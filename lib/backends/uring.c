@@ -160,7 +160,13 @@ static void ur_prep(struct ur_queue *q, struct ur_slot *s, struct io_uring_sqe *
 				s->want += s->priv[i].iov_len;
 			v = s->priv;
 		}
-		if (io->op == VDEV_BLK_IO_READ)
+		/* One buffer (the common 4 KiB case): plain read/write spares the
+		 * kernel importing an iovec array. */
+		if (n == 1 && io->op == VDEV_BLK_IO_READ)
+			io_uring_prep_read(sqe, fd, v[0].iov_base, (unsigned)v[0].iov_len, pos);
+		else if (n == 1)
+			io_uring_prep_write(sqe, fd, v[0].iov_base, (unsigned)v[0].iov_len, pos);
+		else if (io->op == VDEV_BLK_IO_READ)
 			io_uring_prep_readv(sqe, fd, v, n, pos);
 		else
 			io_uring_prep_writev(sqe, fd, v, n, pos);

@@ -194,14 +194,18 @@ int vdi_split_flush(vdev_queue *q)
 int vdi_split_set_notification(vdev_queue *q, int enable)
 {
 	if (q->flags & VDEV_QUEUE_F_EVENT_IDX) {
-		/* Disabling: leave avail_event behind; the driver stops kicking
-		 * once it has passed it. */
-		if (!enable)
-			return 0;
-		vdi_store_relaxed(AVAIL_EVENT(q), vdi_le16(q->last_avail_idx));
+		/* Disabling parks avail_event one behind the next slot: the
+		 * driver's index would have to go all the way round before it
+		 * kicks again, so a polling device gets no kicks at all (merely
+		 * leaving it stale still costs one kick per batch). */
+		uint16_t ev = enable ? q->last_avail_idx : (uint16_t)(q->last_avail_idx - 1);
+
+		vdi_store_relaxed(AVAIL_EVENT(q), vdi_le16(ev));
 		vdev_mem_mark_dirty(q->mem, used_gpa(q, offsetof(struct vring_used, ring) +
 							 q->size * sizeof(struct vring_used_elem)),
 				    2);
+		if (!enable)
+			return 0;
 	} else {
 		if (enable)
 			q->used_flags &= (uint16_t)~VRING_USED_F_NO_NOTIFY;

@@ -692,7 +692,12 @@ static void q_start(struct blk_queue *bq, struct blk_req *req)
 		q_finish(bq, req, VIRTIO_BLK_S_IOERR);
 		return;
 	}
-	iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
+	/* One copy of the header, then only the copy is looked at. The usual
+	 * layout has it whole in the first buffer: a fixed-size copy. */
+	if (e->iov[0].iov_len >= sizeof(hdr))
+		memcpy(&hdr, e->iov[0].iov_base, sizeof(hdr));
+	else
+		iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
 	req->type = vdi_le32(hdr.type);
 	sector = vdi_le64(hdr.sector);
 

@@ -14,14 +14,18 @@
  *     re-enabled (EVENT_IDX) only when it runs out of work.
  *   device thread: epoll on the kick eventfd and the backend completion fd;
  *     vdev_device_queue_notify / vdev_blk_process_completions.
- *   Polling (-S, default 30 us; -S 0 is the purely event-driven mode): after
- *     its work the device thread keeps polling the live queue
+ *   Polling (-S, default 50 us; -S 0 alone sets both budgets to 0: the
+ *     event-driven mode of earlier versions): after its work the device
+ *     thread keeps polling the live queue
  *     (vdev_queue_has_avail) and, while requests are in the backend, its
  *     completion fd (poll with timeout 0), for up to the budget since the
  *     last work found, before it returns to epoll_wait. The driver thread,
  *     with used-buffer notifications off, polls its used ring for up to its
- *     budget (-G, default: the -S value) before it re-enables them, re-checks
- *     and sleeps on the interrupt eventfd.
+ *     budget (-G, default 200 us) before it re-enables them, re-checks and
+ *     sleeps on the interrupt eventfd. The driver's budget must cover the
+ *     time the device takes for a whole batch (the device answers a batch
+ *     at once: about 40 us for 32 cached reads here), or it sleeps once per
+ *     batch anyway. -A places the threads (default: the scheduler's choice).
  *   vdev_blk over the io_uring backend (buffered, or O_DIRECT for -direct).
  * Native reference: one io_uring of depth <qd> (file registered), <qd> reads
  * kept in flight, io_uring_submit_and_wait(1) per round, the same offsets.
@@ -813,9 +817,9 @@ static void usage(void)
 		"                 [-I (indirect descriptors)] [-E (no EVENT_IDX)] [-k (keep files)]\n"
 		"                 [-A os|same|split] [case]\n"
 		"  -r  runs per case, medians reported (3)\n"
-		"  -S  polling budget of the device thread, and of the driver unless -G\n"
-		"      (microseconds, 30; 0: event-driven, sleep as soon as idle)\n"
-		"  -G  polling budget of the driver thread (microseconds)\n"
+		"  -S  polling budget of the device thread (microseconds, 50; 0: sleep\n"
+		"      as soon as idle); also the driver's when -S is given and -G not\n"
+		"  -G  polling budget of the driver thread (microseconds, 200)\n"
 		"  -A  thread placement: os (scheduler's choice), same (driver, device\n"
 		"      and native loop on the first allowed CPU), split (device thread\n"
 		"      on the second one)\n"
@@ -853,7 +857,7 @@ int main(int argc, char **argv)
 	struct opts o = {
 		.secs = 3.0,
 		.warm = 1.0,
-		.dev_spin_ns = 30000,
+		.dev_spin_ns = 50000,
 		.reps = 3,
 		.shm_path = "/var/tmp/vdev-bench-blk-cached.img",
 		.disk_path = "/var/tmp/vdev-bench-blk.img",
@@ -861,6 +865,7 @@ int main(int argc, char **argv)
 		.queue_size = 512,
 	};
 	double drv_spin_us = -1;
+	int spin_given = 0;
 	int opt, ran = 0;
 
 	while ((opt = getopt(argc, argv, "t:w:r:S:G:A:s:m:d:q:PIEkh")) != -1) {
@@ -868,7 +873,10 @@ int main(int argc, char **argv)
 		case 't': o.secs = atof(optarg); break;
 		case 'w': o.warm = atof(optarg); break;
 		case 'r': o.reps = (uint32_t)strtoul(optarg, NULL, 0); break;
-		case 'S': o.dev_spin_ns = (uint64_t)(atof(optarg) * 1000.0); break;
+		case 'S':
+			o.dev_spin_ns = (uint64_t)(atof(optarg) * 1000.0);
+			spin_given = 1;
+			break;
 		case 'G': drv_spin_us = atof(optarg); break;
 		case 's': o.size = strtoull(optarg, NULL, 0) << 20; break;
 		case 'm': o.shm_path = optarg; break;
@@ -891,7 +899,10 @@ int main(int argc, char **argv)
 		default: usage(); return 2;
 		}
 	}
-	o.drv_spin_ns = drv_spin_us < 0 ? o.dev_spin_ns : (uint64_t)(drv_spin_us * 1000.0);
+	if (drv_spin_us >= 0)
+		o.drv_spin_ns = (uint64_t)(drv_spin_us * 1000.0);
+	else
+		o.drv_spin_ns = spin_given ? o.dev_spin_ns : 200000;
 	if (optind < argc)
 		o.only = argv[optind];
 	if (o.secs <= 0 || o.warm < 0 || o.size < (1u << 20) || o.reps < 1 || o.reps > MAX_REPS ||

@@ -894,6 +894,42 @@ static uint16_t packed_avail_offwrap(struct fx *f)
 	return (uint16_t)((f->avail_lin % f->size) | ((1u ^ ((f->avail_lin / f->size) & 1u)) << 15));
 }
 
+/* With EVENT_IDX, disabling right after re-arming stops the very next kick
+ * too (a device that polls must get no kicks at all, not one per batch). */
+START_TEST(event_idx_disable_after_arm)
+{
+	struct fx f;
+	static struct req reqs[4];
+	uint32_t len[1] = {32};
+
+	fx_init(&f, _i, 16, F_EVENT_IDX, 0);
+	ck_assert_int_eq(vdev_queue_set_notification(f.q, 1), 0);
+	ck_assert_int_eq(vdev_queue_set_notification(f.q, 0), 0);
+	f.kicks = 0;
+	for (int i = 0; i < 3; i++) {
+		req_prep(&f, &reqs[i], 1, 0, len, (uint32_t)i);
+		ck_assert_int_eq(req_submit(&f, &reqs[i], 0), 0);
+		ck_assert_int_eq(vdev_drvq_kick(f.dq), 0);
+	}
+	ck_assert_uint_eq(f.kicks, 0);
+	/* Re-arming sees them, and the next buffer after that kicks again. */
+	ck_assert_int_eq(vdev_queue_set_notification(f.q, 1), 1);
+	for (int i = 0; i < 3; i++)
+		dev_pop_check(&f, &reqs[i]);
+	ck_assert_int_eq(vdev_queue_set_notification(f.q, 1), 0);
+	req_prep(&f, &reqs[3], 1, 0, len, 3);
+	ck_assert_int_eq(req_submit(&f, &reqs[3], 0), 0);
+	ck_assert_int_eq(vdev_drvq_kick(f.dq), 1);
+	dev_pop_check(&f, &reqs[3]);
+	for (int i = 0; i < 4; i++)
+		dev_fill(&f, &reqs[i]);
+	ck_assert_int_ge(vdev_queue_flush(f.q), 0);
+	for (int i = 0; i < 4; i++)
+		drv_collect(&f);
+	fx_fini(&f);
+}
+END_TEST
+
 /* With EVENT_IDX: the device's avail_event is written and respected. */
 START_TEST(event_idx_kick)
 {
@@ -1437,6 +1473,7 @@ static Suite *queue_suite(void)
 	tcase_add_loop_test(tc, batch_one_decision, 0, 2);
 	tcase_add_loop_test(tc, flag_suppression, 0, 2);
 	tcase_add_loop_test(tc, event_idx_kick, 0, 2);
+	tcase_add_loop_test(tc, event_idx_disable_after_arm, 0, 2);
 	tcase_add_loop_test(tc, enobufs_retry, 0, 2);
 	tcase_add_loop_test(tc, two_region_split, 0, 2);
 	tcase_add_loop_test(tc, dirty_log_fill, 0, 2);

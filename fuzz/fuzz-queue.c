@@ -9,7 +9,8 @@
  *   byte 2    iov_cap (b % 80)
  *   byte 3    number of 4-byte operations that follow
  *   ops       {code, a, b, c}: pop / fill / flush / set_notification /
- *             guest write / bogus fill / republish (driver) / state checks
+ *             guest write / bogus fill / republish (driver) / state checks,
+ *             restore of a ring position (migration)
  *   rest      guest memory image (rings at fixed offsets, then buffers)
  *
  * Invariants checked (a violation aborts, which libFuzzer reports): pop only
@@ -238,6 +239,43 @@ static void republish(struct fz *f, const uint8_t *o)
 	}
 }
 
+/*
+ * Migration: with nothing in flight, flush and restore a ring position taken
+ * from the input (in range or not); the guest's ring then no longer matches
+ * it, which must still only ever break the queue. set_state must refuse
+ * exactly the out-of-range positions and round-trip the others.
+ */
+static void restore_state(struct fz *f, const uint8_t *o)
+{
+	struct vdev_queue_state st = VDEV_QUEUE_STATE_INIT, got = VDEV_QUEUE_STATE_INIT;
+	int r, bad;
+
+	if (f->broken)
+		return;
+	r = vdev_queue_flush(f->q);
+	CHECK(r == 0 || r == 1);
+	if (f->packed) {
+		st.last_avail_idx = (uint16_t)(o[2] % (f->size + 1));
+		st.used_idx = (uint16_t)(o[3] % (f->size + 1));
+		st.avail_wrap = (uint8_t)(o[1] >> 1 & 3);
+		st.used_wrap = (uint8_t)(o[1] >> 3 & 3);
+		bad = st.last_avail_idx >= f->size || st.used_idx >= f->size || st.avail_wrap > 1 ||
+		      st.used_wrap > 1;
+	} else {
+		st.last_avail_idx = (uint16_t)(o[2] | o[3] << 8);
+		st.used_idx = (uint16_t)(st.last_avail_idx - (o[1] >> 1) % (f->size + 2));
+		bad = (uint16_t)(st.last_avail_idx - st.used_idx) > f->size;
+	}
+	r = vdev_queue_set_state(f->q, &st);
+	CHECK(r == (bad ? -EINVAL : 0));
+	if (bad)
+		return;
+	CHECK(vdev_queue_get_state(f->q, &got) == 0);
+	CHECK(got.last_avail_idx == st.last_avail_idx && got.used_idx == st.used_idx);
+	if (f->packed)
+		CHECK(got.avail_wrap == st.avail_wrap && got.used_wrap == st.used_wrap);
+}
+
 static void run_ops(struct fz *f, const uint8_t *ops, uint32_t nops)
 {
 	for (uint32_t i = 0; i < nops; i++) {
@@ -315,6 +353,8 @@ static void run_ops(struct fz *f, const uint8_t *ops, uint32_t nops)
 			}
 			if (f->ninflight)
 				CHECK(vdev_queue_set_state(f->q, &st) == -EBUSY);
+			else if (o[1] & 1)
+				restore_state(f, o);
 			break;
 		}
 		}

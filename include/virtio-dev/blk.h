@@ -12,10 +12,11 @@
  * plain file (preadv/pwritev), memory, and copy-on-write over a read-only base
  * image. A VMM may supply its own (vdev_blk_backend_new).
  *
- * Thread-safety: each queue of a vdev_blk belongs to one thread at a time:
- * the thread that delivers its kicks (vdev_device_queue_notify) must also be
- * the one calling vdev_blk_process_completions for it. Distinct queues may run
- * on distinct threads with nothing shared on the data path. Backend objects
+ * Thread-safety: kicks (vdev_device_queue_notify) and
+ * vdev_blk_process_completions may come from any threads; the device object
+ * runs at most one of them at a time per queue, and control calls (reset,
+ * queue reset, sleep) wait for the running one. For speed give each queue
+ * its own thread: distinct queues share nothing on the data path. Backend objects
  * follow the same rule per queue context; vdev_blk_backend_cow_reset/commit
  * need every queue idle (device reset or asleep).
  */
@@ -243,6 +244,7 @@ struct vdev_blk_config {
 	uint32_t max_write_zeroes_sectors; /* 0: up to the disk size */
 	uint32_t max_write_zeroes_seg;     /* <= 1024 (0: 1) */
 	uint8_t serial[20];       /* GET_ID answer, NUL-padded */
+	uint32_t reserved;        /* 0 */
 	uint64_t disable_features; /* feature bits not to offer (e.g. RING_PACKED) */
 };
 

@@ -12,10 +12,16 @@
  *
  * Thread-safety: the control calls (status, features, queue setup, config
  * access, reset, vdev_device_free) must be serialized by the caller (a
- * transport does that). vdev_device_queue_notify may run on a device thread
- * concurrently with config reads. vdev_device_interrupt_queue,
- * vdev_device_config_changed and vdev_device_set_needs_reset may be called
- * from any thread.
+ * transport does that). vdev_device_queue_notify may be called from any
+ * number of threads at once (vCPUs writing a notify register, ioeventfd
+ * threads): the model's queue_notify never runs twice at once for one queue
+ * (a kick that finds the queue busy is served by the thread already inside,
+ * so none is lost and none waits), and reset, queue reset, queue enable,
+ * sleep and wake wait until no model run is inside the queues before they
+ * call the model. vdev_device_interrupt_queue, vdev_device_config_changed and
+ * vdev_device_set_needs_reset may be called from any thread. An irq callback
+ * must not call the control functions (a control call may be waiting for the
+ * very queue run that triggered it).
  */
 #ifndef VIRTIO_DEV_DEVICE_H
 #define VIRTIO_DEV_DEVICE_H

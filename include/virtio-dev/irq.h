@@ -33,6 +33,8 @@ struct vdev_irq_ops {
 	 * Deliver an interrupt of @kind (VDEV_IRQ_QUEUE with the queue index in
 	 * @queue, or VDEV_IRQ_CONFIG with @queue 0). Called from whichever thread
 	 * the device completes work on. Return 0 or a negative errno.
+	 * It must not call the library's control functions (status, reset,
+	 * sleep, ...): one may be waiting for the queue run that triggers it.
 	 */
 	int (*trigger)(void *opaque, uint32_t kind, uint32_t queue);
 };

@@ -12,7 +12,8 @@
  * (freestanding, for the test guest and the tests).
  *
  * Thread-safety: register accesses to one vdev_mmio are serialized by an
- * internal lock (vCPUs may race); queue kicks through eventfds bypass it.
+ * internal lock (vCPUs may race). QueueNotify writes and eventfd kicks bypass
+ * it; the device object serializes the model's runs per queue (device.h).
  */
 #ifndef VIRTIO_DEV_MMIO_H
 #define VIRTIO_DEV_MMIO_H

@@ -13,6 +13,7 @@
  * thread.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,10 @@ struct vdi_dev_queue {
 	uint64_t driver_addr;
 	uint64_t device_addr;
 	vdev_queue *q; /* live queue: between DRIVER_OK and reset */
+	/* Serializes every run of the model on this queue (kicks from several
+	 * vCPUs, completions, control calls): see queue_kick(). */
+	pthread_mutex_t run;
+	int pending; /* atomic: a kick arrived that nobody has served yet */
 };
 
 struct vdev_device {
@@ -95,25 +100,57 @@ static int send_config_irq(vdev_device *dev)
 static void free_live_queues(vdev_device *dev)
 {
 	for (uint32_t i = 0; i < dev->cfg.num_queues; i++) {
-		vdev_queue_free(dev->queues[i].q);
-		dev->queues[i].q = NULL;
+		vdev_queue *q = dev->queues[i].q;
+
+		__atomic_store_n(&dev->queues[i].q, NULL, __ATOMIC_RELEASE);
+		vdev_queue_free(q);
 	}
+}
+
+/* Forget what the driver set up for a queue (not its lock). */
+static void clear_queue_setup(struct vdi_dev_queue *dq)
+{
+	dq->size = 0;
+	dq->configured = 0;
+	dq->enabled = 0;
+	dq->desc_addr = dq->driver_addr = dq->device_addr = 0;
+	__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&dq->pending, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Control calls take every queue's run lock (in index order), so no kick or
+ * completion is inside the model while it resets, sleeps or wakes. */
+static void lock_all_queues(vdev_device *dev)
+{
+	for (uint32_t i = 0; i < dev->cfg.num_queues; i++)
+		pthread_mutex_lock(&dev->queues[i].run);
+}
+
+static void unlock_all_queues(vdev_device *dev)
+{
+	for (uint32_t i = dev->cfg.num_queues; i-- > 0;)
+		pthread_mutex_unlock(&dev->queues[i].run);
 }
 
 static void do_reset(vdev_device *dev)
 {
-	/* The model stops using queues and memory before they go away. */
-	if (__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE)) {
+	/* New kicks bounce from here on; the ones already running finish
+	 * before we get every lock. Then the model stops using queues and
+	 * memory before they go away. */
+	int was_active = __atomic_exchange_n(&dev->active, 0, __ATOMIC_SEQ_CST);
+
+	lock_all_queues(dev);
+	if (was_active)
 		dev->ops.reset(dev, dev->opaque);
-		__atomic_store_n(&dev->active, 0, __ATOMIC_RELEASE);
-	}
 	free_live_queues(dev);
-	memset(dev->queues, 0, sizeof(*dev->queues) * dev->cfg.num_queues);
+	for (uint32_t i = 0; i < dev->cfg.num_queues; i++)
+		clear_queue_setup(&dev->queues[i]);
 	dev->acked = 0;
 	__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
 	memset(dev->kicks_asleep, 0, sizeof(uint64_t) * ((dev->cfg.num_queues + 63) / 64));
 	__atomic_store_n(&dev->isr, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&dev->status, 0, __ATOMIC_SEQ_CST);
+	unlock_all_queues(dev);
 	/* Config may read differently after a reset (feature-dependent fields):
 	 * a driver that straddles the reset must notice. Never decreases. */
 	__atomic_add_fetch(&dev->generation, 1, __ATOMIC_SEQ_CST);
@@ -129,6 +166,68 @@ static void queue_broken(void *ctx, vdev_queue *q, int err)
 	vdev_device_set_needs_reset(dev);
 }
 
+/* Is the model allowed to run on queue @i now? (Under its run lock.) */
+static int queue_live(const vdev_device *dev, uint32_t i)
+{
+	return __atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) &&
+	       !(status_load(dev) & VDEV_STATUS_NEEDS_RESET) && dev->queues[i].q;
+}
+
+/* Serve the kicks of queue @i that are pending, under its run lock. */
+static void serve_pending(vdev_device *dev, uint32_t i)
+{
+	struct vdi_dev_queue *dq = &dev->queues[i];
+
+	while (__atomic_exchange_n(&dq->pending, 0, __ATOMIC_SEQ_CST)) {
+		if (!queue_live(dev, i))
+			break;
+		if (__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST)) {
+			/* Held until wake. */
+			__atomic_fetch_or(&dev->kicks_asleep[i / 64], 1ull << (i % 64),
+					  __ATOMIC_SEQ_CST);
+			break;
+		}
+		dev->ops.queue_notify(dev, dev->opaque, i);
+	}
+}
+
+/*
+ * A kick for queue @i, from any thread (vCPUs writing QueueNotify, ioeventfd
+ * threads, wake). Only one thread runs the model on a queue at a time: a kick
+ * that finds the queue busy leaves `pending` set and returns, and the thread
+ * inside serves it before it leaves; the re-check after unlocking closes the
+ * window between its last look and the unlock. No kick is lost, none waits.
+ */
+static void queue_kick(vdev_device *dev, uint32_t i)
+{
+	struct vdi_dev_queue *dq = &dev->queues[i];
+
+	__atomic_store_n(&dq->pending, 1, __ATOMIC_SEQ_CST);
+	do {
+		if (pthread_mutex_trylock(&dq->run) != 0)
+			return;
+		serve_pending(dev, i);
+		pthread_mutex_unlock(&dq->run);
+	} while (__atomic_load_n(&dq->pending, __ATOMIC_SEQ_CST));
+}
+
+int vdi_device_queue_enter(vdev_device *dev, uint32_t i)
+{
+	pthread_mutex_lock(&dev->queues[i].run);
+	if (queue_live(dev, i))
+		return 0;
+	pthread_mutex_unlock(&dev->queues[i].run);
+	return -EAGAIN;
+}
+
+void vdi_device_queue_leave(vdev_device *dev, uint32_t i)
+{
+	pthread_mutex_unlock(&dev->queues[i].run);
+	/* Kicks that bounced off while we held the lock. */
+	if (__atomic_load_n(&dev->queues[i].pending, __ATOMIC_SEQ_CST))
+		queue_kick(dev, i);
+}
+
 /* Kicks that arrived while asleep, delivered once awake. */
 static void deliver_held_kicks(vdev_device *dev)
 {
@@ -139,8 +238,7 @@ static void deliver_held_kicks(vdev_device *dev)
 			uint32_t q = w * 64 + (uint32_t)__builtin_ctzll(bits);
 
 			bits &= bits - 1;
-			if (dev->queues[q].q)
-				dev->ops.queue_notify(dev, dev->opaque, q);
+			queue_kick(dev, q);
 		}
 	}
 }
@@ -183,6 +281,8 @@ VDEV_EXPORT int vdev_device_new(const struct vdev_device_config *cfg,
 		free(dev);
 		return -ENOMEM;
 	}
+	for (uint32_t i = 0; i < c.num_queues; i++)
+		pthread_mutex_init(&dev->queues[i].run, NULL);
 	dev->cfg = c;
 	dev->ops = o;
 	dev->opaque = opaque;
@@ -201,6 +301,8 @@ VDEV_EXPORT void vdev_device_free(vdev_device *dev)
 	if (!dev)
 		return;
 	do_reset(dev);
+	for (uint32_t i = 0; i < dev->cfg.num_queues; i++)
+		pthread_mutex_destroy(&dev->queues[i].run);
 	free(dev->queues);
 	free(dev->kicks_asleep);
 	free(dev);
@@ -382,6 +484,7 @@ static int create_queue(vdev_device *dev, uint32_t i)
 {
 	struct vdi_dev_queue *dq = &dev->queues[i];
 	struct vdev_queue_config qc = VDEV_QUEUE_CONFIG_INIT;
+	vdev_queue *q;
 	int r;
 
 	qc.size = dq->size;
@@ -389,14 +492,14 @@ static int create_queue(vdev_device *dev, uint32_t i)
 	qc.desc_addr = dq->desc_addr;
 	qc.driver_addr = dq->driver_addr;
 	qc.device_addr = dq->device_addr;
-	r = vdev_queue_new(&qc, dev->mem, &dq->q);
+	r = vdev_queue_new(&qc, dev->mem, &q);
 	if (r < 0) {
-		dq->q = NULL;
 		vdi_log(VDEV_LOG_WARNING, "device %u: queue %u cannot be created (%d)",
 			dev->cfg.device_type, i, r);
 		return r;
 	}
-	vdi_queue_set_owner(dq->q, queue_broken, dev);
+	vdi_queue_set_owner(q, queue_broken, dev);
+	__atomic_store_n(&dq->q, q, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -579,17 +682,24 @@ VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int e
 			return -EBUSY;
 		if (!dq->configured)
 			return -EINVAL;
+		/* The queue is visible to kicks once created: hold its lock until
+		 * the model has taken it. */
+		pthread_mutex_lock(&dq->run);
 		r = create_queue(dev, queue);
 		if (r == 0) {
 			dq->enabled = 1;
 			r = dev->ops.queue_enable(dev, dev->opaque, queue);
-			if (r == 0)
-				return 0;
-			vdev_queue_free(dq->q);
-			dq->q = NULL;
-			dq->enabled = 0;
+			if (r < 0) {
+				vdev_queue *q = dq->q;
+
+				__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
+				vdev_queue_free(q);
+				dq->enabled = 0;
+			}
 		}
-		vdev_device_set_needs_reset(dev);
+		pthread_mutex_unlock(&dq->run);
+		if (r < 0)
+			vdev_device_set_needs_reset(dev);
 		return 0;
 	}
 	if (enable && !dq->configured)
@@ -607,10 +717,17 @@ VDEV_EXPORT int vdev_device_queue_reset(vdev_device *dev, uint32_t queue)
 	if (!(status_load(dev) & VDEV_STATUS_DRIVER_OK) || !ring_reset_on(dev))
 		return -EPERM;
 	dq = &dev->queues[queue];
+	pthread_mutex_lock(&dq->run);
 	if (dq->q)
 		dev->ops.queue_reset(dev, dev->opaque, queue);
-	vdev_queue_free(dq->q);
-	memset(dq, 0, sizeof(*dq));
+	{
+		vdev_queue *q = dq->q;
+
+		__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
+		vdev_queue_free(q);
+	}
+	clear_queue_setup(dq);
+	pthread_mutex_unlock(&dq->run);
 	return 0;
 }
 
@@ -624,7 +741,7 @@ VDEV_EXPORT int vdev_device_queue_config(const vdev_device *dev, uint32_t queue,
 		return -EINVAL;
 	dq = &dev->queues[queue];
 	cfg->size = dq->size;
-	cfg->flags = dev->legacy ? 0 : queue_flags(dev->acked);
+	cfg->flags = queue_flags(dev->acked); /* as create_queue builds it */
 	cfg->reserved = 0;
 	cfg->desc_addr = dq->desc_addr;
 	cfg->driver_addr = dq->driver_addr;
@@ -641,8 +758,10 @@ VDEV_EXPORT int vdev_device_sleep(vdev_device *dev)
 	/* Mark first, so kicks racing with the model's sleep are held back. */
 	if (__atomic_exchange_n(&dev->asleep, 1, __ATOMIC_SEQ_CST))
 		return -EALREADY;
+	lock_all_queues(dev);
 	if (__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) && dev->ops.sleep)
 		r = dev->ops.sleep(dev, dev->opaque);
+	unlock_all_queues(dev);
 	if (r < 0) {
 		__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
 		deliver_held_kicks(dev);
@@ -658,11 +777,14 @@ VDEV_EXPORT int vdev_device_wake(vdev_device *dev)
 		return -EINVAL;
 	if (!__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST))
 		return -EALREADY;
+	lock_all_queues(dev);
 	if (__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) && dev->ops.wake)
 		r = dev->ops.wake(dev, dev->opaque);
+	if (r == 0)
+		__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
+	unlock_all_queues(dev);
 	if (r < 0)
 		return r;
-	__atomic_store_n(&dev->asleep, 0, __ATOMIC_SEQ_CST);
 	deliver_held_kicks(dev);
 	return 0;
 }
@@ -678,26 +800,19 @@ VDEV_EXPORT vdev_queue *vdev_device_get_queue(const vdev_device *dev, uint32_t q
 {
 	if (!dev || queue >= dev->cfg.num_queues)
 		return NULL;
-	return dev->queues[queue].q;
+	return __atomic_load_n(&dev->queues[queue].q, __ATOMIC_ACQUIRE);
 }
 
 VDEV_EXPORT int vdev_device_queue_notify(vdev_device *dev, uint32_t queue)
 {
 	if (!dev || queue >= dev->cfg.num_queues)
 		return -EINVAL;
+	/* A quick answer for the caller; queue_kick re-checks under the lock. */
 	if (!__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) ||
-	    (status_load(dev) & VDEV_STATUS_NEEDS_RESET) || !dev->queues[queue].q)
+	    (status_load(dev) & VDEV_STATUS_NEEDS_RESET) ||
+	    !__atomic_load_n(&dev->queues[queue].q, __ATOMIC_ACQUIRE))
 		return -EAGAIN;
-	if (__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST)) {
-		/* Held until wake; re-check, in case wake ran in between. */
-		__atomic_fetch_or(&dev->kicks_asleep[queue / 64], 1ull << (queue % 64),
-				  __ATOMIC_SEQ_CST);
-		if (__atomic_load_n(&dev->asleep, __ATOMIC_SEQ_CST))
-			return 0;
-		deliver_held_kicks(dev);
-		return 0;
-	}
-	dev->ops.queue_notify(dev, dev->opaque, queue);
+	queue_kick(dev, queue);
 	return 0;
 }
 

@@ -17,4 +17,13 @@ int vdi_device_set_legacy(vdev_device *dev, int legacy);
 /* Offered features as this interface presents them (legacy: low 32 bits). */
 uint64_t vdi_device_offered(const vdev_device *dev);
 
+/*
+ * Run the model's own work on queue @queue (e.g. backend completions)
+ * exclusively with kicks and control calls: enter takes the queue's run lock
+ * and returns 0 if the queue is live, else -EAGAIN (lock not held); leave
+ * drops it and serves the kicks that arrived meanwhile.
+ */
+int vdi_device_queue_enter(vdev_device *dev, uint32_t queue);
+void vdi_device_queue_leave(vdev_device *dev, uint32_t queue);
+
 #endif

@@ -54,6 +54,7 @@
 #include <virtio-dev/blk.h>
 
 #include "backends/backend_internal.h"
+#include "core/device_internal.h"
 #include "internal/util.h"
 
 #define BIT(n) (1ull << (n))
@@ -765,9 +766,11 @@ static int q_pop_overflow(struct blk_queue *bq, uint32_t needed)
 	req->elem.struct_size = sizeof(req->elem);
 	req->elem.iov_cap = bq->ovf_cap;
 	r = vdev_queue_pop(bq->vq, &req->elem);
+	if (r == -ENOBUFS) /* the guest grew the chain between the two pops */
+		goto fail;
 	if (r != 1) {
 		if (r < 0)
-			bq->stopped = 1;
+			bq->stopped = 1; /* broken ring: the queue already set NEEDS_RESET */
 		return -1;
 	}
 	if (req->elem.in_num) {
@@ -1370,14 +1373,22 @@ VDEV_EXPORT int vdev_blk_process_completions(vdev_blk *blk, uint32_t queue)
 	bq = active_queue(blk, queue, &err);
 	if (!bq)
 		return err;
-	if (blk->asleep || !bq->vq)
+	/* Exclusive with kicks from other threads and with control calls
+	 * (reset, queue reset, sleep) that a vCPU may make meanwhile. */
+	if (vdi_device_queue_enter(blk->dev, queue) < 0)
+		return -EAGAIN;
+	if (blk->asleep || !bq->vq) {
+		vdi_device_queue_leave(blk->dev, queue);
 		return 0;
+	}
 	bq->answered = 0;
 	q_pump(bq);
 	q_flush(bq);
 	if (bq->blocked && bq->free_list)
 		q_run(bq);
-	return (int)VDI_MIN(bq->answered, (uint32_t)INT32_MAX);
+	err = (int)VDI_MIN(bq->answered, (uint32_t)INT32_MAX);
+	vdi_device_queue_leave(blk->dev, queue);
+	return err;
 }
 
 VDEV_EXPORT int vdev_blk_get_stats(vdev_blk *blk, struct vdev_blk_stats *st)

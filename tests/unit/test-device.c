@@ -1408,6 +1408,108 @@ START_TEST(test_legacy_interface)
 }
 END_TEST
 
+/* ---- kicks from several threads (several vCPUs writing QueueNotify) ----- */
+
+static int race_inside, race_reentered, race_in_reset, race_bad;
+static uint64_t race_kick_seq, race_seen_seq;
+static uint64_t race_runs;
+
+static void race_queue_notify(vdev_device *d, void *opaque, uint32_t queue)
+{
+	vdev_queue *q = vdev_device_get_queue(d, queue);
+
+	(void)opaque;
+	if (__atomic_fetch_add(&race_inside, 1, __ATOMIC_SEQ_CST) != 0)
+		__atomic_store_n(&race_reentered, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&race_in_reset, __ATOMIC_SEQ_CST) || !q)
+		__atomic_store_n(&race_bad, 1, __ATOMIC_SEQ_CST);
+	/* Every kick up to here is served by this run. */
+	__atomic_store_n(&race_seen_seq, __atomic_load_n(&race_kick_seq, __ATOMIC_SEQ_CST),
+			 __ATOMIC_SEQ_CST);
+	if (q)
+		(void)vdev_queue_has_avail(q); /* touches the queue: ASan sees a freed one */
+	race_runs++;
+	for (volatile int i = 0; i < 200; i++)
+		;
+	__atomic_fetch_sub(&race_inside, 1, __ATOMIC_SEQ_CST);
+}
+
+static void race_reset(vdev_device *d, void *opaque)
+{
+	(void)d;
+	(void)opaque;
+	__atomic_store_n(&race_in_reset, 1, __ATOMIC_SEQ_CST);
+	for (volatile int i = 0; i < 2000; i++)
+		;
+	if (__atomic_load_n(&race_inside, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&race_bad, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&race_in_reset, 0, __ATOMIC_SEQ_CST);
+}
+
+static int race_stop;
+
+static void *race_kicker(void *arg)
+{
+	long n = (long)arg;
+
+	for (long i = 0; n ? i < n : !__atomic_load_n(&race_stop, __ATOMIC_SEQ_CST); i++) {
+		__atomic_add_fetch(&race_kick_seq, 1, __ATOMIC_SEQ_CST);
+		(void)vdev_device_queue_notify(dev, 0);
+	}
+	return NULL;
+}
+
+static void use_race_model(void)
+{
+	struct vdev_device_config c = base_cfg();
+	struct vdev_device_ops o = fake_ops;
+
+	o.queue_notify = race_queue_notify;
+	o.reset = race_reset;
+	vdev_device_free(dev);
+	ck_assert_int_eq(vdev_device_new(&c, &o, &fk, &dev), 0);
+	race_inside = race_reentered = race_in_reset = race_bad = race_stop = 0;
+	race_kick_seq = race_seen_seq = race_runs = 0;
+}
+
+START_TEST(test_concurrent_kicks_serialized)
+{
+	pthread_t th[4];
+
+	use_race_model();
+	bring_up();
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, race_kicker, (void *)20000L), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(race_reentered, 0); /* never two runs at once */
+	ck_assert_int_eq(race_bad, 0);
+	ck_assert_uint_gt(race_runs, 0);
+	/* No kick lost: the last one was served by a run that started after it. */
+	ck_assert_uint_eq(race_seen_seq, race_kick_seq);
+}
+END_TEST
+
+START_TEST(test_reset_races_with_kicks)
+{
+	pthread_t th[2];
+
+	use_race_model();
+	bring_up();
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, race_kicker, (void *)0L), 0);
+	for (int round = 0; round < 300; round++) {
+		vdev_device_reset(dev); /* as a vCPU writing Status = 0 would */
+		bring_up();
+	}
+	__atomic_store_n(&race_stop, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	ck_assert_int_eq(race_reentered, 0);
+	ck_assert_int_eq(race_bad, 0); /* no run during reset, none without a queue */
+}
+END_TEST
+
 static Suite *device_suite(void)
 {
 	Suite *s = suite_create("device");
@@ -1472,6 +1574,13 @@ static Suite *device_suite(void)
 	tcase_add_test(tc, test_queue_config_getter);
 	tcase_add_test(tc, test_sleep_wake_holds_kicks);
 	tcase_add_test(tc, test_legacy_interface);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("concurrency");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_concurrent_kicks_serialized);
+	tcase_add_test(tc, test_reset_races_with_kicks);
 	suite_add_tcase(s, tc);
 
 	return s;

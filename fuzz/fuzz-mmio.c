@@ -18,7 +18,9 @@
  *                              with rings inside guest memory (size v)
  *             code % 8 == 6    device side: config change, queue interrupt,
  *                              needs-reset, VMM reset, sleep / wake
- *             code % 8 == 7    the init sequence up to (status) v
+ *             code % 8 == 7    the init sequence up to (status) v % 5, features
+ *                              from v (see ack_features), queues set up
+ *                              when v & 0x80
  *   rest      guest memory image (64 KiB at GPA_BASE, zero padded)
  *
  * Checked (abort on violation): MagicValue and Version never change, refused
@@ -304,6 +306,25 @@ static void device_event(struct fz *f, const uint8_t *op)
 	}
 }
 
+/*
+ * The driver's feature words for init_sequence: each offered bit on an input
+ * bit of its own (bit 16: bit 0, 17: INDIRECT_DESC, 18: EVENT_IDX, 19:
+ * RING_PACKED, 24: RING_RESET), and, when bits 20 and 21 are both set, bit 5,
+ * which the device does not offer (FEATURES_OK must then fail). Raw bit
+ * patterns (nearly always refused) come through the register ops.
+ */
+static void ack_features(struct fz *f, uint32_t v)
+{
+	uint32_t lo = (v >> 16 & 1u) | (v >> 17 & 1u) << 28 | (v >> 18 & 1u) << 29 |
+		      (uint32_t)((v >> 20 & 3u) == 3u) << 5;
+	uint32_t hi = f->version == 2 ? 1u | (v >> 19 & 1u) << 2 | (v >> 24 & 1u) << 8 : 0;
+
+	wr32(f, 0x024, 0);
+	wr32(f, 0x020, lo);
+	wr32(f, 0x024, 1);
+	wr32(f, 0x020, hi);
+}
+
 static void init_sequence(struct fz *f, uint32_t v)
 {
 	static const uint8_t steps[] = {0x01, 0x03, 0x0b, 0x0f};
@@ -312,12 +333,8 @@ static void init_sequence(struct fz *f, uint32_t v)
 
 	wr32(f, 0x070, 0);
 	for (uint32_t i = 0; i < upto; i++) {
-		if (i == 2) {
-			wr32(f, 0x024, 0);
-			wr32(f, 0x020, (v >> 8) & 0xffffffu);
-			wr32(f, 0x024, 1);
-			wr32(f, 0x020, f->version == 2 ? 1u | (v >> 24 & 1u) << 8 : 0);
-		}
+		if (i == 2)
+			ack_features(f, v);
 		if (i == 3 && (v & 0x80)) {
 			for (uint32_t q = 0; q < NQ; q++)
 				queue_setup(f, q, v >> 4);

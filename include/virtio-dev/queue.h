@@ -118,6 +118,10 @@ VDEV_EXPORT uint32_t vdev_queue_size(const vdev_queue *q);
  * vdev_queue_pop() - take the next available chain.
  * @elem: caller storage (see struct vdev_queue_elem); filled on success.
  *
+ * A 0 from pop is not a safe point to sleep: only vdev_queue_set_notification
+ * (q, 1) returning 0 is (it re-checks after a full barrier), as in the loop
+ * at the top of this header.
+ *
  * Returns 1 when a chain was popped, 0 when none is available, -ENOBUFS when
  * elem->iov_cap is too small (nothing consumed; out_num + in_num then give the
  * entries needed: retry with that much room), or

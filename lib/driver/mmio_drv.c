@@ -12,35 +12,11 @@
 
 #include <virtio-dev/mmio.h>
 
+#include "internal/mmio_regs.h"
 #include "internal/util.h"
 
 #define MMIO_MAGIC 0x74726976u
-#define MMIO_CONFIG_OFF 0x100u
 
-enum {
-	R_MAGIC = 0x000,
-	R_VERSION = 0x004,
-	R_DEVICE_ID = 0x008,
-	R_DEV_FEATURES = 0x010,
-	R_DEV_FEATURES_SEL = 0x014,
-	R_DRV_FEATURES = 0x020,
-	R_DRV_FEATURES_SEL = 0x024,
-	R_QUEUE_SEL = 0x030,
-	R_QUEUE_SIZE_MAX = 0x034,
-	R_QUEUE_SIZE = 0x038,
-	R_QUEUE_READY = 0x044,
-	R_QUEUE_NOTIFY = 0x050,
-	R_INTERRUPT_STATUS = 0x060,
-	R_INTERRUPT_ACK = 0x064,
-	R_STATUS = 0x070,
-	R_QUEUE_DESC_LOW = 0x080,
-	R_QUEUE_DESC_HIGH = 0x084,
-	R_QUEUE_DRIVER_LOW = 0x090,
-	R_QUEUE_DRIVER_HIGH = 0x094,
-	R_QUEUE_DEVICE_LOW = 0x0a0,
-	R_QUEUE_DEVICE_HIGH = 0x0a4,
-	R_CONFIG_GENERATION = 0x0fc,
-};
 
 struct vdev_drv_mmio {
 	struct vdev_drv_mmio_io_ops io;
@@ -208,21 +184,21 @@ static uint32_t t_config_generation(void *t)
 static int cfg_ok(uint32_t offset, uint32_t width)
 {
 	return (width == 1 || width == 2 || width == 4) &&
-	       offset <= VDEV_MMIO_SIZE - MMIO_CONFIG_OFF - width;
+	       offset <= VDEV_MMIO_SIZE - R_CONFIG - width;
 }
 
 static uint32_t t_config_read(void *t, uint32_t offset, uint32_t width)
 {
 	if (!cfg_ok(offset, width))
 		return 0;
-	return rd(t, MMIO_CONFIG_OFF + offset, width);
+	return rd(t, R_CONFIG + offset, width);
 }
 
 static void t_config_write(void *t, uint32_t offset, uint32_t width, uint32_t value)
 {
 	if (!cfg_ok(offset, width))
 		return;
-	wr(t, MMIO_CONFIG_OFF + offset, width, value);
+	wr(t, R_CONFIG + offset, width, value);
 }
 
 static const struct vdev_drv_transport_ops mmio_drv_ops = {

@@ -29,6 +29,7 @@
 #include <virtio-dev/mmio.h>
 
 #include "core/device_internal.h"
+#include "internal/mmio_regs.h"
 #include "internal/util.h"
 
 #define VDI_BIT(n) (1ull << (n))
@@ -37,45 +38,10 @@
 
 #define MMIO_MAGIC 0x74726976u
 #define MMIO_DEFAULT_VENDOR 0x56444556u /* "VDEV" */
-#define MMIO_CONFIG_OFF 0x100u
 #define MMIO_MAX_SHM 256u
 #define MMIO_DEFAULT_PAGE 4096u
 
 /* Register offsets, both layouts (legacy names in comments). */
-enum {
-	R_MAGIC = 0x000,
-	R_VERSION = 0x004,
-	R_DEVICE_ID = 0x008,
-	R_VENDOR_ID = 0x00c,
-	R_DEV_FEATURES = 0x010,     /* HostFeatures */
-	R_DEV_FEATURES_SEL = 0x014, /* HostFeaturesSel */
-	R_DRV_FEATURES = 0x020,     /* GuestFeatures */
-	R_DRV_FEATURES_SEL = 0x024, /* GuestFeaturesSel */
-	R_GUEST_PAGE_SIZE = 0x028,  /* legacy only */
-	R_QUEUE_SEL = 0x030,
-	R_QUEUE_SIZE_MAX = 0x034, /* QueueNumMax */
-	R_QUEUE_SIZE = 0x038,     /* QueueNum */
-	R_QUEUE_ALIGN = 0x03c,    /* legacy only */
-	R_QUEUE_PFN = 0x040,      /* legacy only */
-	R_QUEUE_READY = 0x044,
-	R_QUEUE_NOTIFY = 0x050,
-	R_INTERRUPT_STATUS = 0x060,
-	R_INTERRUPT_ACK = 0x064,
-	R_STATUS = 0x070,
-	R_QUEUE_DESC_LOW = 0x080,
-	R_QUEUE_DESC_HIGH = 0x084,
-	R_QUEUE_DRIVER_LOW = 0x090,
-	R_QUEUE_DRIVER_HIGH = 0x094,
-	R_QUEUE_DEVICE_LOW = 0x0a0,
-	R_QUEUE_DEVICE_HIGH = 0x0a4,
-	R_SHM_SEL = 0x0ac,
-	R_SHM_LEN_LOW = 0x0b0,
-	R_SHM_LEN_HIGH = 0x0b4,
-	R_SHM_BASE_LOW = 0x0b8,
-	R_SHM_BASE_HIGH = 0x0bc,
-	R_QUEUE_RESET = 0x0c0,
-	R_CONFIG_GENERATION = 0x0fc,
-};
 
 /* What the driver latched for one queue, handed to the device on enable. */
 struct mmio_queue {
@@ -287,7 +253,7 @@ static int config_access(vdev_mmio *m, uint64_t offset, uint8_t *rbuf, const uin
 		refused(m, "config access past the block", offset, size);
 		return -EINVAL;
 	}
-	off = (uint32_t)(offset - MMIO_CONFIG_OFF);
+	off = (uint32_t)(offset - R_CONFIG);
 	/* All or nothing: an 8-byte access must not half-happen. */
 	if (off + size > vdev_device_config_size(m->dev)) {
 		refused(m, "config access past config space", offset, size);
@@ -679,7 +645,7 @@ VDEV_EXPORT int vdev_mmio_read(vdev_mmio *m, uint64_t offset, void *data, uint32
 	}
 	pthread_mutex_lock(&m->lock);
 	sync_reset(m);
-	if (offset >= MMIO_CONFIG_OFF) {
+	if (offset >= R_CONFIG) {
 		r = config_access(m, offset, data, NULL, size);
 	} else if (!control_ok(m, offset, size)) {
 		r = -EINVAL;
@@ -710,7 +676,7 @@ VDEV_EXPORT int vdev_mmio_write(vdev_mmio *m, uint64_t offset, const void *data,
 		refused(m, "write past the block", offset, size);
 		return -EINVAL;
 	}
-	if (offset < MMIO_CONFIG_OFF && !control_ok(m, offset, size))
+	if (offset < R_CONFIG && !control_ok(m, offset, size))
 		return -EINVAL;
 	if (offset == R_QUEUE_NOTIFY) {
 		r = notify(m, ld32(data));
@@ -720,7 +686,7 @@ VDEV_EXPORT int vdev_mmio_write(vdev_mmio *m, uint64_t offset, const void *data,
 	}
 	pthread_mutex_lock(&m->lock);
 	sync_reset(m);
-	if (offset >= MMIO_CONFIG_OFF) {
+	if (offset >= R_CONFIG) {
 		r = config_access(m, offset, NULL, data, size);
 	} else {
 		v = ld32(data);

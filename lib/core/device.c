@@ -80,11 +80,6 @@ static vdev_irq *irq_load(const vdev_device *dev)
 	return __atomic_load_n(&dev->irq, __ATOMIC_ACQUIRE);
 }
 
-static int is_pow2(uint32_t v)
-{
-	return v != 0 && (v & (v - 1)) == 0;
-}
-
 /* The config-change notification the spec pairs with DEVICE_NEEDS_RESET and
  * with config changes. */
 static int send_config_irq(vdev_device *dev)
@@ -97,14 +92,19 @@ static int send_config_irq(vdev_device *dev)
 	return vdev_irq_trigger(irq, VDEV_IRQ_CONFIG, 0);
 }
 
+/* Unpublish a live queue (kicks check it without the lock), then free it. */
+static void drop_live_queue(struct vdi_dev_queue *dq)
+{
+	vdev_queue *q = dq->q;
+
+	__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
+	vdev_queue_free(q);
+}
+
 static void free_live_queues(vdev_device *dev)
 {
-	for (uint32_t i = 0; i < dev->cfg.num_queues; i++) {
-		vdev_queue *q = dev->queues[i].q;
-
-		__atomic_store_n(&dev->queues[i].q, NULL, __ATOMIC_RELEASE);
-		vdev_queue_free(q);
-	}
+	for (uint32_t i = 0; i < dev->cfg.num_queues; i++)
+		drop_live_queue(&dev->queues[i]);
 }
 
 /* Forget what the driver set up for a queue (not its lock). */
@@ -170,7 +170,8 @@ static void queue_broken(void *ctx, vdev_queue *q, int err)
 static int queue_live(const vdev_device *dev, uint32_t i)
 {
 	return __atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) &&
-	       !(status_load(dev) & VDEV_STATUS_NEEDS_RESET) && dev->queues[i].q;
+	       !(status_load(dev) & VDEV_STATUS_NEEDS_RESET) &&
+	       __atomic_load_n(&dev->queues[i].q, __ATOMIC_ACQUIRE);
 }
 
 /* Serve the kicks of queue @i that are pending, under its run lock. */
@@ -650,7 +651,7 @@ VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 	if (dq->enabled)
 		return -EBUSY;
 	if (qc.size == 0 || qc.size > dev->cfg.queue_max_size ||
-	    ((dev->legacy || !(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED))) && !is_pow2(qc.size))) {
+	    ((dev->legacy || !(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED))) && !vdi_is_pow2(qc.size))) {
 		vdi_log(VDEV_LOG_DEBUG, "device %u: queue %u: bad size %u",
 			dev->cfg.device_type, queue, qc.size);
 		return -EINVAL;
@@ -690,10 +691,7 @@ VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int e
 			dq->enabled = 1;
 			r = dev->ops.queue_enable(dev, dev->opaque, queue);
 			if (r < 0) {
-				vdev_queue *q = dq->q;
-
-				__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
-				vdev_queue_free(q);
+				drop_live_queue(dq);
 				dq->enabled = 0;
 			}
 		}
@@ -720,12 +718,7 @@ VDEV_EXPORT int vdev_device_queue_reset(vdev_device *dev, uint32_t queue)
 	pthread_mutex_lock(&dq->run);
 	if (dq->q)
 		dev->ops.queue_reset(dev, dev->opaque, queue);
-	{
-		vdev_queue *q = dq->q;
-
-		__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
-		vdev_queue_free(q);
-	}
+	drop_live_queue(dq);
 	clear_queue_setup(dq);
 	pthread_mutex_unlock(&dq->run);
 	return 0;
@@ -808,9 +801,7 @@ VDEV_EXPORT int vdev_device_queue_notify(vdev_device *dev, uint32_t queue)
 	if (!dev || queue >= dev->cfg.num_queues)
 		return -EINVAL;
 	/* A quick answer for the caller; queue_kick re-checks under the lock. */
-	if (!__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE) ||
-	    (status_load(dev) & VDEV_STATUS_NEEDS_RESET) ||
-	    !__atomic_load_n(&dev->queues[queue].q, __ATOMIC_ACQUIRE))
+	if (!queue_live(dev, queue))
 		return -EAGAIN;
 	queue_kick(dev, queue);
 	return 0;

@@ -95,7 +95,7 @@ VDEV_EXPORT int vdev_queue_new(const struct vdev_queue_config *cfg_in, vdev_mem 
 		return -EINVAL;
 	if (cfg.size == 0 || cfg.size > VDEV_QUEUE_MAX_SIZE)
 		return -EINVAL;
-	if (!(cfg.flags & VDEV_QUEUE_F_PACKED) && (cfg.size & (cfg.size - 1)))
+	if (!(cfg.flags & VDEV_QUEUE_F_PACKED) && !vdi_is_pow2(cfg.size))
 		return -EINVAL;
 
 	q = calloc(1, sizeof(*q));

@@ -165,11 +165,6 @@ static void stat_add(uint64_t *c, uint64_t v)
 	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
 }
 
-static int is_pow2(uint32_t v)
-{
-	return v && !(v & (v - 1));
-}
-
 /* Copy @len bytes at byte @off of an iovec list into @buf. The caller has
  * checked that the list holds them. */
 static void iov_to_buf(const struct iovec *iov, uint32_t n, uint64_t off, void *buf, uint64_t len)
@@ -1188,11 +1183,11 @@ static int normalize(struct vdev_blk_config *c)
 		return -EINVAL;
 	if (c->queue_size == 0)
 		c->queue_size = 256;
-	if (!is_pow2(c->queue_size) || c->queue_size > VDEV_QUEUE_MAX_SIZE)
+	if (!vdi_is_pow2(c->queue_size) || c->queue_size > VDEV_QUEUE_MAX_SIZE)
 		return -EINVAL;
 	if (c->blk_size == 0)
 		c->blk_size = SECTOR_SIZE;
-	if (!is_pow2(c->blk_size) || c->blk_size < SECTOR_SIZE)
+	if (!vdi_is_pow2(c->blk_size) || c->blk_size < SECTOR_SIZE)
 		return -EINVAL;
 	if (c->seg_max == 0)
 		c->seg_max = c->queue_size > 2 ? c->queue_size - 2 : 1;

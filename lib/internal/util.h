@@ -54,6 +54,11 @@ static inline int vdi_copy_versioned(void *dst, size_t dst_size, const void *src
 #define vdi_fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #define vdi_fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
 
+static inline int vdi_is_pow2(uint64_t v)
+{
+	return v != 0 && (v & (v - 1)) == 0;
+}
+
 /* The spec's EVENT_IDX test: notify if new_idx passed event_idx since old. */
 static inline int vdi_need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx)
 {

@@ -541,11 +541,6 @@ static int reg_write_modern(vdev_mmio *m, uint32_t reg, uint32_t v)
 	}
 }
 
-static int is_pow2(uint32_t v)
-{
-	return v != 0 && (v & (v - 1)) == 0;
-}
-
 /* Legacy QueuePFN: the whole split ring in one block at pfn * page size,
  * the used ring at the next QueueAlign boundary after the avail ring. */
 static int legacy_pfn(vdev_mmio *m, uint32_t q, uint32_t pfn)
@@ -563,8 +558,8 @@ static int legacy_pfn(vdev_mmio *m, uint32_t q, uint32_t pfn)
 	}
 	if (vdev_device_queue_enabled(m->dev, q))
 		return -EBUSY;
-	if (!is_pow2(mq->size) || mq->size > VDEV_QUEUE_MAX_SIZE || !is_pow2(mq->align) ||
-	    !is_pow2(m->guest_page_size))
+	if (!vdi_is_pow2(mq->size) || mq->size > VDEV_QUEUE_MAX_SIZE || !vdi_is_pow2(mq->align) ||
+	    !vdi_is_pow2(m->guest_page_size))
 		return -EINVAL;
 	/* 32-bit pfn times a 32-bit page size, plus at most ~1 MiB of ring:
 	 * well inside 64 bits. */
@@ -589,7 +584,7 @@ static int reg_write_legacy(vdev_mmio *m, uint32_t reg, uint32_t v)
 
 	switch (reg) {
 	case R_GUEST_PAGE_SIZE:
-		if (!is_pow2(v))
+		if (!vdi_is_pow2(v))
 			return -EINVAL;
 		m->guest_page_size = v;
 		return 0;

@@ -29,6 +29,7 @@
 #include <linux/fs.h>
 
 #include "backend_internal.h"
+#include "internal/iov.h"
 #include "internal/util.h"
 #include "vdi-config.h"
 
@@ -65,8 +66,7 @@ struct ur_slot {
 	struct vdev_blk_io *io;
 	uint64_t done;    /* bytes transferred so far */
 	uint64_t want;    /* bytes asked by the SQE in flight */
-	uint64_t off;     /* bytes of iov[idx] already done */
-	uint32_t idx;     /* first iovec not fully done */
+	struct vdi_iovc cur; /* where in the io's iovecs the remainder starts */
 	uint32_t state;   /* UR_ST_* */
 	uint32_t next;    /* free list / pending list link */
 	uint32_t reserved;
@@ -141,20 +141,20 @@ static void ur_prep(struct ur_queue *q, struct ur_slot *s, struct io_uring_sqe *
 		const struct iovec *v;
 		uint32_t n, i;
 
-		if (s->off == 0) {
+		if (s->cur.off == 0) {
 			/* The remainder starts on an entry boundary: the io's own
 			 * array serves as it is. */
-			v = io->iov + s->idx;
-			n = VDI_MIN(io->iovcnt - s->idx, UR_IOV_MAX);
+			v = io->iov + s->cur.idx;
+			n = VDI_MIN(io->iovcnt - s->cur.idx, UR_IOV_MAX);
 			s->want = 0;
 			for (i = 0; i < n; i++)
 				s->want += v[i].iov_len;
 		} else {
-			n = VDI_MIN(io->iovcnt - s->idx, UR_PRIV_IOVS);
+			n = VDI_MIN(io->iovcnt - s->cur.idx, UR_PRIV_IOVS);
 			for (i = 0; i < n; i++)
-				s->priv[i] = io->iov[s->idx + i];
-			s->priv[0].iov_base = (char *)s->priv[0].iov_base + s->off;
-			s->priv[0].iov_len -= s->off;
+				s->priv[i] = io->iov[s->cur.idx + i];
+			s->priv[0].iov_base = (char *)s->priv[0].iov_base + s->cur.off;
+			s->priv[0].iov_len -= s->cur.off;
 			s->want = 0;
 			for (i = 0; i < n; i++)
 				s->want += s->priv[i].iov_len;
@@ -396,8 +396,7 @@ static int ur_enqueue(void *opaque, void *qctx, struct vdev_blk_io *io)
 	s = ur_slot_get(q);
 	s->io = io;
 	s->done = 0;
-	s->off = 0;
-	s->idx = 0;
+	vdi_iovc_init(&s->cur, io->iov, io->iovcnt);
 	s->want = 0;
 	s->state = state;
 	ur_prep(q, s, sqe);
@@ -418,25 +417,15 @@ static int ur_submit(void *opaque, void *qctx)
 /* Move the cursor of @s past @n transferred bytes. */
 static void ur_advance(struct ur_slot *s, uint64_t n)
 {
-	const struct iovec *iov = s->io->iov;
+	struct vdi_iovc *c = &s->cur;
 
 	s->done += n;
 	if (s->state != UR_ST_RW)
 		return;
-	while (n && s->idx < s->io->iovcnt) {
-		uint64_t rest = iov[s->idx].iov_len - s->off;
-
-		if (n < rest) {
-			s->off += n;
-			return;
-		}
-		n -= rest;
-		s->off = 0;
-		s->idx++;
-	}
+	vdi_iovc_advance(c, n);
 	/* Skip empty entries so that the next SQE starts on real bytes. */
-	while (s->idx < s->io->iovcnt && iov[s->idx].iov_len == 0)
-		s->idx++;
+	while (c->off == 0 && c->idx < c->cnt && c->iov[c->idx].iov_len == 0)
+		c->idx++;
 }
 
 /* One completion for @s. Returns 1 when the io is finished (result set), 0

@@ -55,6 +55,7 @@
 
 #include "backends/backend_internal.h"
 #include "core/device_internal.h"
+#include "internal/iov.h"
 #include "internal/util.h"
 
 #define BIT(n) (1ull << (n))
@@ -167,62 +168,16 @@ static void stat_add(uint64_t *c, uint64_t v)
 
 /* Copy @len bytes at byte @off of an iovec list into @buf. The caller has
  * checked that the list holds them. */
-static void iov_to_buf(const struct iovec *iov, uint32_t n, uint64_t off, void *buf, uint64_t len)
-{
-	uint8_t *out = buf;
-
-	for (uint32_t i = 0; i < n && len; i++) {
-		uint64_t l = iov[i].iov_len;
-		uint64_t k;
-
-		if (off >= l) {
-			off -= l;
-			continue;
-		}
-		k = VDI_MIN(l - off, len);
-		memcpy(out, (const uint8_t *)iov[i].iov_base + off, k);
-		out += k;
-		len -= k;
-		off = 0;
-	}
-}
-
-static void buf_to_iov(const struct iovec *iov, uint32_t n, const void *buf, uint64_t len)
-{
-	const uint8_t *in = buf;
-
-	for (uint32_t i = 0; i < n && len; i++) {
-		uint64_t k = VDI_MIN((uint64_t)iov[i].iov_len, len);
-
-		memcpy(iov[i].iov_base, in, k);
-		in += k;
-		len -= k;
-	}
-}
-
-/* The entries of @src covering bytes [skip, skip + len), into @dst (which has
- * room for @n entries). Returns how many. */
-static uint32_t iov_slice(const struct iovec *src, uint32_t n, uint64_t skip, uint64_t len,
+/* The @len bytes that follow @skip bytes of @iov[0..n), as iovecs in @dst
+ * (room for n entries): the guest buffers themselves, no copy. */
+static uint32_t iov_slice(const struct iovec *iov, uint32_t n, uint64_t skip, uint64_t len,
 			  struct iovec *dst)
 {
-	uint32_t k = 0;
+	struct vdi_iovc c;
 
-	for (uint32_t i = 0; i < n && len; i++) {
-		uint64_t l = src[i].iov_len;
-		uint64_t take;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		take = VDI_MIN(l - skip, len);
-		dst[k].iov_base = (uint8_t *)src[i].iov_base + skip;
-		dst[k].iov_len = (size_t)take;
-		k++;
-		len -= take;
-		skip = 0;
-	}
-	return k;
+	vdi_iovc_init(&c, iov, n);
+	vdi_iovc_advance(&c, skip);
+	return vdi_iovc_window(&c, len, dst, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -580,6 +535,7 @@ static uint8_t prep_dwz(struct blk_queue *bq, struct blk_req *req)
 	uint32_t max_seg = discard ? blk->cfg.max_discard_seg : blk->cfg.max_write_zeroes_seg;
 	uint32_t max_sectors = discard ? blk->max_discard_sectors : blk->max_wz_sectors;
 	uint64_t len = e->out_len - HDR_SIZE;
+	struct vdi_iovc it;
 	uint64_t n;
 
 	if (!(blk->acked & feature))
@@ -592,10 +548,12 @@ static uint8_t prep_dwz(struct blk_queue *bq, struct blk_req *req)
 	if (n > max_seg)
 		return VIRTIO_BLK_S_UNSUPP;
 	req->nseg = (uint32_t)n;
+	vdi_iovc_init(&it, e->iov, e->out_num);
+	vdi_iovc_advance(&it, HDR_SIZE);
 	for (uint32_t i = 0; i < req->nseg; i++) {
 		struct virtio_blk_discard_write_zeroes s;
 
-		iov_to_buf(e->iov, e->out_num, HDR_SIZE + (uint64_t)i * DWZ_SIZE, &s, sizeof(s));
+		vdi_iovc_to_flat(&it, (uint8_t *)&s, sizeof(s));
 		req->segs[i].offset = vdi_le64(s.sector);
 		req->segs[i].len = vdi_le32(s.num_sectors);
 		req->segs[i].flags = vdi_le32(s.flags);
@@ -637,11 +595,13 @@ static void serve_get_id(struct blk_queue *bq, struct blk_req *req)
 {
 	const struct vdev_queue_elem *e = &req->elem;
 	uint64_t len = e->in_len - 1;
+	struct vdi_iovc it;
 	uint32_t n;
 
 	req->ndata = iov_slice(e->iov + e->out_num, e->in_num, 0, len, req->data);
 	n = (uint32_t)VDI_MIN(len, (uint64_t)ID_BYTES);
-	buf_to_iov(req->data, req->ndata, bq->blk->cfg.serial, n);
+	vdi_iovc_init(&it, req->data, req->ndata);
+	vdi_iovc_from_flat(&it, bq->blk->cfg.serial, n);
 	req->used_len = n;
 	req->valid = 1;
 	q_finish(bq, req, VIRTIO_BLK_S_OK);
@@ -692,8 +652,12 @@ static void q_start(struct blk_queue *bq, struct blk_req *req)
 	 * layout has it whole in the first buffer: a fixed-size copy. */
 	if (e->iov[0].iov_len >= sizeof(hdr))
 		memcpy(&hdr, e->iov[0].iov_base, sizeof(hdr));
-	else
-		iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
+	else {
+		struct vdi_iovc it;
+
+		vdi_iovc_init(&it, e->iov, e->out_num);
+		vdi_iovc_to_flat(&it, (uint8_t *)&hdr, sizeof(hdr));
+	}
 	req->type = vdi_le32(hdr.type);
 	sector = vdi_le64(hdr.sector);
 

@@ -215,6 +215,31 @@ VDEV_EXPORT uint64_t vdev_blk_backend_size(const vdev_blk_backend *b);
 /** vdev_blk_backend_flags() - VDEV_BLK_BACKEND_F_* capabilities. Since 0.1. */
 VDEV_EXPORT uint32_t vdev_blk_backend_flags(const vdev_blk_backend *b);
 
+/*
+ * What a backend completed for the devices using it, counted as the device
+ * reaps each request (so a custom backend is counted too). "ok" counts only
+ * requests that succeeded: flushes_ok is the number of fdatasync (or
+ * IORING_OP_FSYNC with DATASYNC) calls that reached the disk and returned 0.
+ */
+struct vdev_blk_backend_stats {
+	uint32_t struct_size;
+	uint32_t reserved;
+	uint64_t completed;      /* requests completed, any result */
+	uint64_t errors;         /* completed with a result other than 0 */
+	uint64_t reads_ok, writes_ok, flushes_ok, discards_ok, write_zeroes_ok;
+	uint64_t bytes_read, bytes_written; /* by successful reads and writes */
+};
+
+#define VDEV_BLK_BACKEND_STATS_INIT VDEV_STRUCT_INIT(struct vdev_blk_backend_stats)
+
+/**
+ * vdev_blk_backend_get_stats() - the backend's counters (each read
+ * atomically; the set is approximate while queues run). Returns 0 or -EINVAL.
+ * Thread-safe. Since 0.2.
+ */
+VDEV_EXPORT int vdev_blk_backend_get_stats(const vdev_blk_backend *b,
+					   struct vdev_blk_backend_stats *st);
+
 /** vdev_blk_backend_free() - accepts NULL; no device may still use it. Since 0.1. */
 VDEV_EXPORT void vdev_blk_backend_free(vdev_blk_backend *b);
 

@@ -42,7 +42,7 @@ extern "C" {
 
 /* Version of the headers; vdev_version() gives the library's. */
 #define VDEV_VERSION_MAJOR 0
-#define VDEV_VERSION_MINOR 1
+#define VDEV_VERSION_MINOR 2
 #define VDEV_VERSION_MICRO 0
 
 /**

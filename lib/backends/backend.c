@@ -2,6 +2,7 @@
 /* The generic block-backend object: a const ops table plus opaque. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_internal.h"
 #include "internal/util.h"
@@ -51,6 +52,51 @@ VDEV_EXPORT uint64_t vdev_blk_backend_size(const vdev_blk_backend *b)
 VDEV_EXPORT uint32_t vdev_blk_backend_flags(const vdev_blk_backend *b)
 {
 	return b ? b->flags : 0;
+}
+
+static void vdi_count(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+void vdi_blk_backend_count(vdev_blk_backend *b, const struct vdev_blk_io *io)
+{
+	vdi_count(&b->completed, 1);
+	if (io->result != 0) { /* the device answers anything but 0 with IOERR */
+		vdi_count(&b->errors, 1);
+		return;
+	}
+	if (io->op < VDI_ARRAY_SIZE(b->ok))
+		vdi_count(&b->ok[io->op], 1);
+	if (io->op == VDEV_BLK_IO_READ)
+		vdi_count(&b->bytes_read, io->len);
+	else if (io->op == VDEV_BLK_IO_WRITE)
+		vdi_count(&b->bytes_written, io->len);
+}
+
+VDEV_EXPORT int vdev_blk_backend_get_stats(const vdev_blk_backend *b,
+					   struct vdev_blk_backend_stats *st)
+{
+	struct vdev_blk_backend_stats s = VDEV_BLK_BACKEND_STATS_INIT;
+	uint32_t size;
+
+	if (!b || !st)
+		return -EINVAL;
+	size = st->struct_size;
+	if (size < sizeof(uint32_t))
+		return -EINVAL;
+	s.completed = vdi_load_relaxed(&b->completed);
+	s.errors = vdi_load_relaxed(&b->errors);
+	s.reads_ok = vdi_load_relaxed(&b->ok[VDEV_BLK_IO_READ]);
+	s.writes_ok = vdi_load_relaxed(&b->ok[VDEV_BLK_IO_WRITE]);
+	s.flushes_ok = vdi_load_relaxed(&b->ok[VDEV_BLK_IO_FLUSH]);
+	s.discards_ok = vdi_load_relaxed(&b->ok[VDEV_BLK_IO_DISCARD]);
+	s.write_zeroes_ok = vdi_load_relaxed(&b->ok[VDEV_BLK_IO_WRITE_ZEROES]);
+	s.bytes_read = vdi_load_relaxed(&b->bytes_read);
+	s.bytes_written = vdi_load_relaxed(&b->bytes_written);
+	memcpy(st, &s, VDI_MIN((size_t)size, sizeof(s)));
+	st->struct_size = size;
+	return 0;
 }
 
 VDEV_EXPORT void vdev_blk_backend_free(vdev_blk_backend *b)

@@ -18,7 +18,13 @@ struct vdev_blk_backend {
 	void *opaque;
 	uint32_t flags; /* VDEV_BLK_BACKEND_F_* */
 	uint32_t kind;  /* VDI_BACKEND_* */
+	/* vdev_blk_backend_stats, updated with relaxed atomics by every queue. */
+	uint64_t completed, errors, bytes_read, bytes_written;
+	uint64_t ok[VDEV_BLK_IO_WRITE_ZEROES + 1]; /* per VDEV_BLK_IO_* op */
 };
+
+/* Count one request the device reaped from @b. */
+void vdi_blk_backend_count(vdev_blk_backend *b, const struct vdev_blk_io *io);
 
 /* Create the wrapper for a built-in backend (ops copied). On failure the
  * caller still owns @opaque. */

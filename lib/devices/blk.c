@@ -27,8 +27,10 @@
  *
  * Threading contract: the control callbacks (activate, reset, queue
  * reset/enable, sleep/wake) run while no thread is inside
- * vdev_device_queue_notify or vdev_blk_process_completions for this device
- * (the VMM quiesces its queue threads around them, as for any control call).
+ * vdev_device_queue_notify or vdev_blk_process_completions for this device:
+ * the device object guarantees it (control calls wait for the queue's run
+ * lock, and vdev_blk_process_completions takes it through
+ * vdi_device_queue_enter), so the VMM need not quiesce its queue threads.
  *
  * Counting (struct vdev_blk_stats): every chain returned to the driver counts
  * in requests; one that failed validation counts in malformed, any other in
@@ -391,6 +393,7 @@ static uint32_t q_reap(struct blk_queue *bq, int drop)
 				continue;
 			}
 			bq->inflight--;
+			vdi_blk_backend_count(bq->blk->be, &req->io);
 			q_io_done(bq, req, drop);
 		}
 		total += (uint32_t)n;

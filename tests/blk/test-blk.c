@@ -742,6 +742,16 @@ static struct env *env_kind(int kind, int async_fake)
 	return e;
 }
 
+static struct vdev_blk_backend_stats be_stats(struct env *e)
+{
+	struct vdev_blk_backend_stats s = VDEV_BLK_BACKEND_STATS_INIT;
+
+	ck_assert_int_eq(vdev_blk_backend_get_stats(e->be, &s), 0);
+	ck_assert_uint_eq(s.completed, s.errors + s.reads_ok + s.writes_ok + s.flushes_ok +
+					       s.discards_ok + s.write_zeroes_ok);
+	return s;
+}
+
 static struct vdev_blk_stats stats(struct env *e)
 {
 	struct vdev_blk_stats s = VDEV_BLK_STATS_INIT;
@@ -853,6 +863,17 @@ START_TEST(test_bad_config)
 	vdev_blk *blk = (vdev_blk *)0x1;
 
 	ck_assert_int_eq(vdev_blk_backend_new_memory(DISK_SIZE, 0, &be), 0);
+	{
+		struct vdev_blk_backend_stats st = VDEV_BLK_BACKEND_STATS_INIT;
+
+		ck_assert_int_eq(vdev_blk_backend_get_stats(NULL, &st), -EINVAL);
+		ck_assert_int_eq(vdev_blk_backend_get_stats(be, NULL), -EINVAL);
+		st.struct_size = 0;
+		ck_assert_int_eq(vdev_blk_backend_get_stats(be, &st), -EINVAL);
+		st.struct_size = sizeof(st);
+		ck_assert_int_eq(vdev_blk_backend_get_stats(be, &st), 0);
+		ck_assert_uint_eq(st.completed, 0);
+	}
 	ck_assert_int_eq(vdev_blk_new(NULL, be, &blk), -EINVAL);
 	ck_assert_int_eq(vdev_blk_new(&bc, NULL, &blk), -EINVAL);
 	ck_assert_int_eq(vdev_blk_new(&bc, be, NULL), -EINVAL);
@@ -1306,6 +1327,15 @@ START_TEST(test_faults)
 	if (_i >= 3)
 		ck_assert_uint_gt(e->fake->eagains, 0);
 	ck_assert_uint_eq(e->fake->outstanding, 0);
+	{
+		/* The backend's own view: every io once, EAGAIN retries not counted. */
+		struct vdev_blk_backend_stats b = be_stats(e);
+
+		ck_assert_uint_eq(b.completed, n);
+		ck_assert_uint_eq(b.errors, bad);
+		ck_assert_uint_eq(b.reads_ok + b.writes_ok, ok);
+		ck_assert_uint_eq(b.bytes_read + b.bytes_written, (uint64_t)ok * 4096);
+	}
 	env_free(e);
 }
 END_TEST
@@ -1350,6 +1380,8 @@ START_TEST(test_write_through)
 
 		ck_assert_uint_eq(do_rw(e, 0, 1, 0, 512, 1, 0, 0, &used), VIRTIO_BLK_S_IOERR);
 		ck_assert_uint_eq(e->fake->flushes, fl);
+		ck_assert_uint_eq(be_stats(e).flushes_ok, fl);
+		ck_assert_uint_eq(be_stats(e).errors, 1);
 	}
 	check_backing(e);
 	env_free(e);

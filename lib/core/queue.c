@@ -149,6 +149,7 @@ VDEV_EXPORT void vdev_queue_free(vdev_queue *q)
 	if (!q)
 		return;
 	free(q->heads_inflight);
+	free(q->ifl); /* one allocation; the region itself is the caller's */
 	free(q->pend);
 	free(q->ids_inflight);
 	free(q);
@@ -190,6 +191,8 @@ VDEV_EXPORT int vdev_queue_pop(vdev_queue *q, struct vdev_queue_elem *e)
 		return -EINVAL;
 	if (q->broken)
 		return q->broken;
+	if (VDI_UNLIKELY(q->ifl != NULL))
+		return vdi_inflight_pop(q, e);
 	return (q->flags & VDEV_QUEUE_F_PACKED) ? vdi_packed_pop(q, e) : vdi_split_pop(q, e);
 }
 
@@ -221,6 +224,8 @@ VDEV_EXPORT int vdev_queue_fill(vdev_queue *q, const struct vdev_queue_elem *e, 
 	r = (q->flags & VDEV_QUEUE_F_PACKED) ? vdi_packed_fill(q, e, len) : vdi_split_fill(q, e, len);
 	if (r < 0)
 		return r;
+	if (VDI_UNLIKELY(q->ifl != NULL))
+		vdi_inflight_fill(q, (uint16_t)e->id);
 	mark_written(q, e, len);
 	q->inflight--;
 	q->pending++;
@@ -235,6 +240,8 @@ VDEV_EXPORT int vdev_queue_flush(vdev_queue *q)
 		return q->broken;
 	if (q->pending == 0)
 		return 0;
+	if (VDI_UNLIKELY(q->ifl != NULL))
+		return vdi_inflight_flush(q);
 	return (q->flags & VDEV_QUEUE_F_PACKED) ? vdi_packed_flush(q) : vdi_split_flush(q);
 }
 
@@ -247,13 +254,19 @@ VDEV_EXPORT int vdev_queue_push(vdev_queue *q, const struct vdev_queue_elem *e, 
 
 VDEV_EXPORT int vdev_queue_set_notification(vdev_queue *q, int enable)
 {
+	int r;
+
 	if (!q)
 		return -EINVAL;
 	if (q->broken)
 		return q->broken;
 	q->notify_enabled = !!enable;
-	return (q->flags & VDEV_QUEUE_F_PACKED) ? vdi_packed_set_notification(q, !!enable)
-						: vdi_split_set_notification(q, !!enable);
+	r = (q->flags & VDEV_QUEUE_F_PACKED) ? vdi_packed_set_notification(q, !!enable)
+					     : vdi_split_set_notification(q, !!enable);
+	/* Resubmissions wait in no ring: the device must not go to sleep on them. */
+	if (r == 0 && enable && q->ifl && vdi_inflight_has_resubmit(q))
+		return 1;
+	return r;
 }
 
 VDEV_EXPORT int vdev_queue_has_avail(vdev_queue *q)
@@ -262,6 +275,8 @@ VDEV_EXPORT int vdev_queue_has_avail(vdev_queue *q)
 		return -EINVAL;
 	if (q->broken)
 		return q->broken;
+	if (q->ifl && vdi_inflight_has_resubmit(q))
+		return 1;
 	return (q->flags & VDEV_QUEUE_F_PACKED) ? vdi_packed_has_avail(q) : vdi_split_has_avail(q);
 }
 
@@ -288,7 +303,7 @@ VDEV_EXPORT int vdev_queue_set_state(vdev_queue *q, const struct vdev_queue_stat
 {
 	if (!q || !st || st->struct_size < sizeof(struct vdev_queue_state))
 		return -EINVAL;
-	if (q->inflight || q->pending)
+	if (q->inflight || q->pending || (q->ifl && vdi_inflight_has_resubmit(q)))
 		return -EBUSY;
 	if (q->flags & VDEV_QUEUE_F_PACKED) {
 		if (st->last_avail_idx >= q->size || st->used_idx >= q->size || st->avail_wrap > 1 ||
@@ -306,6 +321,7 @@ VDEV_EXPORT int vdev_queue_set_state(vdev_queue *q, const struct vdev_queue_stat
 			return -EINVAL;
 		q->last_avail_idx = st->last_avail_idx;
 		q->shadow_avail_idx = st->last_avail_idx;
+		q->base_avail_idx = st->last_avail_idx;
 		q->used_idx = st->used_idx;
 	}
 	return 0;

@@ -82,8 +82,8 @@ static int walk_buf(vdev_queue *q, struct vdev_queue_elem *e, struct walk *w, ui
 	if (!writable && w->seen_write)
 		return vdi_queue_break(q, "readable descriptor after a writable one");
 	w->seen_write |= writable;
-	if (++w->bufs > q->size)
-		return vdi_queue_break(q, "chain longer than the queue");
+	if (++w->bufs > VDI_CHAIN_MAX)
+		return vdi_queue_break(q, "chain of more than 32768 buffers");
 	if (writable)
 		w->in_len += len;
 	else
@@ -112,8 +112,8 @@ static int walk_indirect(vdev_queue *q, struct vdev_queue_elem *e, struct walk *
 	if (d->len == 0 || d->len % sizeof(*table))
 		return vdi_queue_break(q, "indirect table size 0 or not a multiple of 16");
 	n = d->len / sizeof(*table);
-	if (n > q->size)
-		return vdi_queue_break(q, "indirect table longer than the queue");
+	if (n > VDI_CHAIN_MAX)
+		return vdi_queue_break(q, "indirect table longer than 32768");
 	if (d->addr + d->len < d->addr)
 		return vdi_queue_break(q, "indirect table address + length wraps");
 	table = vdev_mem_ptr(q->mem, d->addr, d->len, VDEV_MEM_READ);

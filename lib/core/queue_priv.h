@@ -25,6 +25,9 @@ struct vdev_queue {
 	uint64_t device_addr;
 
 	int broken; /* 0, or the negative errno that broke the queue */
+	/* vhost-user in-flight tracking (inflight.c, one allocation), NULL
+	 * when no region is attached: the one test pop and fill add. */
+	struct vdi_inflight *ifl;
 	vdi_queue_broken_fn owner_fn;
 	void *owner_ctx;
 
@@ -43,6 +46,7 @@ struct vdev_queue {
 	uint16_t used_idx;       /* published used->idx */
 	uint16_t used_flags;     /* our copy of used->flags */
 	uint64_t *heads_inflight; /* bitmap: heads popped and not filled */
+	uint16_t base_avail_idx; /* last_avail_idx as creation / set_state left it */
 
 	/* Packed ring. */
 	struct vring_packed_desc *pdesc;
@@ -57,6 +61,19 @@ struct vdev_queue {
 	struct vdi_pending_used *pend; /* size entries */
 	uint64_t *ids_inflight;        /* bitmap over all 65536 buffer ids */
 };
+
+/*
+ * The longest indirect table, and the most buffers in one chain, a queue
+ * accepts: the largest queue size, whatever this queue's size. The spec says
+ * a driver must not build a chain longer than the queue, but Linux builds
+ * indirect tables of seg_max + 2 entries whatever queue size was chosen, and
+ * QEMU accepts them; with vhost-user the front-end picks the queue size after
+ * the device offered seg_max, so a strict check would break rings under
+ * ordinary Linux guests. Direct chains stay bounded by the queue size (a
+ * direct walk longer than that is a loop). The caller's iov_cap still bounds
+ * what a pop stores (-ENOBUFS).
+ */
+#define VDI_CHAIN_MAX VDEV_QUEUE_MAX_SIZE
 
 /* Mark the queue broken (once), log why, tell the owner. Returns -EBADMSG. */
 int vdi_queue_break(vdev_queue *q, const char *why);
@@ -81,10 +98,25 @@ static inline void vdi_bit_flip(uint64_t *map, uint32_t i)
 
 int vdi_split_init(vdev_queue *q);
 int vdi_split_pop(vdev_queue *q, struct vdev_queue_elem *e);
+/* Pop the chain at @head (< size) without reading the available ring: the
+ * same checks and results as vdi_split_pop, last_avail_idx untouched. */
+int vdi_split_pop_head(vdev_queue *q, struct vdev_queue_elem *e, uint32_t head);
 int vdi_split_fill(vdev_queue *q, const struct vdev_queue_elem *e, uint32_t len);
 int vdi_split_flush(vdev_queue *q);
 int vdi_split_set_notification(vdev_queue *q, int enable);
 int vdi_split_has_avail(vdev_queue *q);
+
+/*
+ * In-flight tracking (inflight.c), called only when q->ifl is set: pop
+ * (resubmissions first, then the available ring, marking each head),
+ * fill (links the head into the batch; before q->pending grows), flush
+ * (publishes, then clears the batch's flags), and whether resubmissions
+ * remain (for has_avail / set_notification).
+ */
+int vdi_inflight_pop(vdev_queue *q, struct vdev_queue_elem *e);
+void vdi_inflight_fill(vdev_queue *q, uint16_t head);
+int vdi_inflight_flush(vdev_queue *q);
+int vdi_inflight_has_resubmit(const vdev_queue *q);
 
 int vdi_packed_init(vdev_queue *q);
 int vdi_packed_pop(vdev_queue *q, struct vdev_queue_elem *e);

@@ -56,24 +56,21 @@ static inline void read_desc(const struct vring_desc *table, uint32_t i, struct 
 	d->next = vdi_le16(d->next);
 }
 
-int vdi_split_pop(vdev_queue *q, struct vdev_queue_elem *e)
+/*
+ * Walk and validate the chain at @head, fill @e, and mark the head in flight.
+ * Always inlined: it is the body of the hot vdi_split_pop, and its second
+ * caller (resubmission after a vhost-user restart) is rare.
+ */
+static inline __attribute__((always_inline)) int pop_chain(vdev_queue *q,
+							    struct vdev_queue_elem *e,
+							    uint32_t head)
 {
 	const struct vring_desc *table = q->desc;
 	uint32_t table_size = q->size;
-	uint32_t head, i, walked = 0, bufs = 0, niov = 0, out_num = 0;
+	uint32_t i = head, walked = 0, bufs = 0, niov = 0, out_num = 0;
 	uint64_t out_len = 0, in_len = 0;
 	int in_indirect = 0, seen_write = 0, r;
 
-	r = vdi_split_has_avail(q);
-	if (r <= 0)
-		return r;
-	/* A driver has at most size chains out; more means it reused heads. */
-	if (q->inflight + q->pending >= q->size)
-		return vdi_queue_break(q, "more buffers outstanding than the queue size");
-	head = vdi_le16(vdi_load_relaxed(&q->avail->ring[q->last_avail_idx & (q->size - 1)]));
-	if (head >= q->size)
-		return vdi_queue_break(q, "descriptor head index out of range");
-	i = head;
 	for (;;) {
 		struct vring_desc d;
 		int writable;
@@ -93,8 +90,8 @@ int vdi_split_pop(vdev_queue *q, struct vdev_queue_elem *e)
 				return vdi_queue_break(q, "indirect descriptor with NEXT");
 			if (d.len == 0 || d.len % sizeof(struct vring_desc))
 				return vdi_queue_break(q, "indirect table size 0 or not a multiple of 16");
-			if (d.len / sizeof(struct vring_desc) > q->size)
-				return vdi_queue_break(q, "indirect table longer than the queue");
+			if (d.len / sizeof(struct vring_desc) > VDI_CHAIN_MAX)
+				return vdi_queue_break(q, "indirect table longer than 32768");
 			if (d.addr + d.len < d.addr)
 				return vdi_queue_break(q, "indirect table address + length wraps");
 			table = vdev_mem_ptr(q->mem, d.addr, d.len, VDEV_MEM_READ);
@@ -110,8 +107,8 @@ int vdi_split_pop(vdev_queue *q, struct vdev_queue_elem *e)
 		if (!writable && seen_write)
 			return vdi_queue_break(q, "readable descriptor after a writable one");
 		seen_write |= writable;
-		if (++bufs > q->size)
-			return vdi_queue_break(q, "chain longer than the queue");
+		if (++bufs > VDI_CHAIN_MAX)
+			return vdi_queue_break(q, "chain of more than 32768 buffers");
 		if (writable)
 			in_len += d.len;
 		else
@@ -145,8 +142,33 @@ int vdi_split_pop(vdev_queue *q, struct vdev_queue_elem *e)
 	e->in_len = in_len;
 	e->id = head;
 	e->ndescs = 1;
-	q->last_avail_idx++;
 	q->inflight++;
+	return 1;
+}
+
+int vdi_split_pop_head(vdev_queue *q, struct vdev_queue_elem *e, uint32_t head)
+{
+	return pop_chain(q, e, head);
+}
+
+int vdi_split_pop(vdev_queue *q, struct vdev_queue_elem *e)
+{
+	uint32_t head;
+	int r;
+
+	r = vdi_split_has_avail(q);
+	if (r <= 0)
+		return r;
+	/* A driver has at most size chains out; more means it reused heads. */
+	if (q->inflight + q->pending >= q->size)
+		return vdi_queue_break(q, "more buffers outstanding than the queue size");
+	head = vdi_le16(vdi_load_relaxed(&q->avail->ring[q->last_avail_idx & (q->size - 1)]));
+	if (head >= q->size)
+		return vdi_queue_break(q, "descriptor head index out of range");
+	r = pop_chain(q, e, head);
+	if (r <= 0)
+		return r;
+	q->last_avail_idx++;
 	if ((q->flags & VDEV_QUEUE_F_EVENT_IDX) && q->notify_enabled) {
 		vdi_store_relaxed(AVAIL_EVENT(q), vdi_le16(q->last_avail_idx));
 		vdev_mem_mark_dirty(q->mem, used_gpa(q, offsetof(struct vring_used, ring) +

@@ -12,5 +12,6 @@
 #include "bus.h"
 #include "mmio.h"
 #include "blk.h"
+#include "vhost-user.h"
 
 #endif

@@ -23,6 +23,7 @@
 #include <virtio-dev/device.h>
 
 #include "core/device_internal.h"
+#include "core/queue_inflight.h"
 #include "core/queue_internal.h"
 #include "internal/util.h"
 
@@ -45,6 +46,11 @@ struct vdi_dev_queue {
 	uint64_t desc_addr;
 	uint64_t driver_addr;
 	uint64_t device_addr;
+	/* Set by vdi_device_queue_start, applied when the queue is created. */
+	int has_state;
+	struct vdev_queue_state state;
+	void *inflight;
+	size_t inflight_len;
 	vdev_queue *q; /* live queue: between DRIVER_OK and reset */
 	/* Serializes every run of the model on this queue (kicks from several
 	 * vCPUs, completions, control calls): see queue_kick(). */
@@ -114,6 +120,9 @@ static void clear_queue_setup(struct vdi_dev_queue *dq)
 	dq->configured = 0;
 	dq->enabled = 0;
 	dq->desc_addr = dq->driver_addr = dq->device_addr = 0;
+	dq->has_state = 0;
+	dq->inflight = NULL;
+	dq->inflight_len = 0;
 	__atomic_store_n(&dq->q, NULL, __ATOMIC_RELEASE);
 	__atomic_store_n(&dq->pending, 0, __ATOMIC_SEQ_CST);
 }
@@ -480,6 +489,21 @@ static uint32_t queue_flags(uint64_t acked)
 	return flags;
 }
 
+/* The position and in-flight region vdi_device_queue_start asked for. */
+static int queue_apply_start(const struct vdi_dev_queue *dq, vdev_queue *q)
+{
+	int r = 0;
+
+	if (dq->has_state)
+		r = vdev_queue_set_state(q, &dq->state);
+	if (r == 0 && dq->inflight) {
+		r = vdi_queue_set_inflight(q, dq->inflight, dq->inflight_len);
+		if (r > 0)
+			r = 0; /* requests to resubmit: the next pops return them */
+	}
+	return r;
+}
+
 /* Make queue @i live from what the driver set up. */
 static int create_queue(vdev_device *dev, uint32_t i)
 {
@@ -494,6 +518,11 @@ static int create_queue(vdev_device *dev, uint32_t i)
 	qc.driver_addr = dq->driver_addr;
 	qc.device_addr = dq->device_addr;
 	r = vdev_queue_new(&qc, dev->mem, &q);
+	if (r == 0) {
+		r = queue_apply_start(dq, q);
+		if (r < 0)
+			vdev_queue_free(q);
+	}
 	if (r < 0) {
 		vdi_log(VDEV_LOG_WARNING, "device %u: queue %u cannot be created (%d)",
 			dev->cfg.device_type, i, r);
@@ -630,6 +659,49 @@ static int queue_setup_phase(const vdev_device *dev, uint8_t st)
 	return !!(st & (dev->legacy ? VDEV_STATUS_DRIVER : VDEV_STATUS_FEATURES_OK));
 }
 
+static int queue_size_ok(const vdev_device *dev, uint32_t queue, uint32_t size)
+{
+	int split = dev->legacy || !(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED));
+
+	if (size == 0 || size > dev->cfg.queue_max_size || (split && !vdi_is_pow2(size))) {
+		vdi_log(VDEV_LOG_DEBUG, "device %u: queue %u: bad size %u", dev->cfg.device_type,
+			queue, size);
+		return 0;
+	}
+	return 1;
+}
+
+static void record_setup(struct vdi_dev_queue *dq, const struct vdev_queue_config *qc)
+{
+	dq->size = qc->size;
+	dq->desc_addr = qc->desc_addr;
+	dq->driver_addr = qc->driver_addr;
+	dq->device_addr = qc->device_addr;
+	dq->configured = 1;
+}
+
+/* After DRIVER_OK: make a configured queue live and hand it to the model.
+ * The queue is visible to kicks once created: its lock is held until the
+ * model has taken it. On failure the queue is not enabled. */
+static int enable_live_queue(vdev_device *dev, uint32_t queue)
+{
+	struct vdi_dev_queue *dq = &dev->queues[queue];
+	int r;
+
+	pthread_mutex_lock(&dq->run);
+	r = create_queue(dev, queue);
+	if (r == 0) {
+		dq->enabled = 1;
+		r = dev->ops.queue_enable(dev, dev->opaque, queue);
+		if (r < 0) {
+			drop_live_queue(dq);
+			dq->enabled = 0;
+		}
+	}
+	pthread_mutex_unlock(&dq->run);
+	return r;
+}
+
 VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 					const struct vdev_queue_config *cfg)
 {
@@ -650,17 +722,9 @@ VDEV_EXPORT int vdev_device_queue_setup(vdev_device *dev, uint32_t queue,
 	dq = &dev->queues[queue];
 	if (dq->enabled)
 		return -EBUSY;
-	if (qc.size == 0 || qc.size > dev->cfg.queue_max_size ||
-	    ((dev->legacy || !(dev->acked & VDI_BIT(VIRTIO_F_RING_PACKED))) && !vdi_is_pow2(qc.size))) {
-		vdi_log(VDEV_LOG_DEBUG, "device %u: queue %u: bad size %u",
-			dev->cfg.device_type, queue, qc.size);
+	if (!queue_size_ok(dev, queue, qc.size))
 		return -EINVAL;
-	}
-	dq->size = qc.size;
-	dq->desc_addr = qc.desc_addr;
-	dq->driver_addr = qc.driver_addr;
-	dq->device_addr = qc.device_addr;
-	dq->configured = 1;
+	record_setup(dq, &qc);
 	return 0;
 }
 
@@ -674,8 +738,6 @@ VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int e
 	if (!!enable == dq->enabled)
 		return 0;
 	if (status_load(dev) & VDEV_STATUS_DRIVER_OK) {
-		int r;
-
 		/* Queues go live at DRIVER_OK; afterwards only a queue that was
 		 * reset (VIRTIO_F_RING_RESET) comes back, and nothing is disabled
 		 * except through a queue reset. */
@@ -683,20 +745,7 @@ VDEV_EXPORT int vdev_device_queue_enable(vdev_device *dev, uint32_t queue, int e
 			return -EBUSY;
 		if (!dq->configured)
 			return -EINVAL;
-		/* The queue is visible to kicks once created: hold its lock until
-		 * the model has taken it. */
-		pthread_mutex_lock(&dq->run);
-		r = create_queue(dev, queue);
-		if (r == 0) {
-			dq->enabled = 1;
-			r = dev->ops.queue_enable(dev, dev->opaque, queue);
-			if (r < 0) {
-				drop_live_queue(dq);
-				dq->enabled = 0;
-			}
-		}
-		pthread_mutex_unlock(&dq->run);
-		if (r < 0)
+		if (enable_live_queue(dev, queue) < 0)
 			vdev_device_set_needs_reset(dev);
 		return 0;
 	}
@@ -896,4 +945,95 @@ VDEV_EXPORT uint32_t vdev_device_isr(const vdev_device *dev)
 VDEV_EXPORT uint32_t vdev_device_isr_ack(vdev_device *dev, uint32_t mask)
 {
 	return dev ? __atomic_fetch_and(&dev->isr, ~mask, __ATOMIC_SEQ_CST) : 0;
+}
+
+uint32_t vdi_device_caps(const vdev_device *dev)
+{
+	uint32_t caps = 0;
+
+	if (dev->ops.queue_reset)
+		caps |= VDI_DEVICE_CAP_QUEUE_RESET;
+	if (dev->ops.sleep)
+		caps |= VDI_DEVICE_CAP_SLEEP;
+	return caps;
+}
+
+int vdi_device_queue_start(vdev_device *dev, uint32_t queue, const struct vdev_queue_config *cfg,
+			   const struct vdev_queue_state *st, void *inflight, size_t inflight_len)
+{
+	struct vdi_dev_queue *dq;
+	uint8_t st_now;
+	int live, r;
+
+	if (!dev || !cfg || queue >= dev->cfg.num_queues || (inflight && inflight_len == 0))
+		return -EINVAL;
+	dq = &dev->queues[queue];
+	if (dq->enabled)
+		return -EBUSY;
+	st_now = status_load(dev);
+	live = !!(st_now & VDEV_STATUS_DRIVER_OK);
+	if (!(st_now & (dev->legacy ? VDEV_STATUS_DRIVER : VDEV_STATUS_FEATURES_OK)) ||
+	    (st_now & (VDEV_STATUS_NEEDS_RESET | VDEV_STATUS_FAILED)) ||
+	    (live && !__atomic_load_n(&dev->active, __ATOMIC_ACQUIRE)))
+		return -EPERM;
+	if (live && !dev->ops.queue_enable)
+		return -EOPNOTSUPP;
+	if (!queue_size_ok(dev, queue, cfg->size))
+		return -EINVAL;
+	record_setup(dq, cfg);
+	dq->has_state = st != NULL;
+	if (st)
+		dq->state = *st;
+	dq->inflight = inflight;
+	dq->inflight_len = inflight ? inflight_len : 0;
+	if (!live) {
+		dq->enabled = 1;
+		return 0;
+	}
+	r = enable_live_queue(dev, queue);
+	if (r < 0)
+		clear_queue_setup(dq);
+	return r;
+}
+
+int vdi_device_queue_stop(vdev_device *dev, uint32_t queue, struct vdev_queue_state *st)
+{
+	struct vdi_dev_queue *dq;
+
+	if (!dev || queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	if (!dev->ops.queue_reset)
+		return -EOPNOTSUPP;
+	dq = &dev->queues[queue];
+	pthread_mutex_lock(&dq->run);
+	if (!dq->q) {
+		pthread_mutex_unlock(&dq->run);
+		return -ENOENT;
+	}
+	dev->ops.queue_reset(dev, dev->opaque, queue);
+	if (st) {
+		st->struct_size = sizeof(*st);
+		vdev_queue_get_state(dq->q, st);
+	}
+	drop_live_queue(dq);
+	clear_queue_setup(dq);
+	pthread_mutex_unlock(&dq->run);
+	return 0;
+}
+
+int vdi_device_queue_state(vdev_device *dev, uint32_t queue, struct vdev_queue_state *st)
+{
+	struct vdi_dev_queue *dq;
+	int r = -ENOENT;
+
+	if (!dev || !st || queue >= dev->cfg.num_queues)
+		return -EINVAL;
+	dq = &dev->queues[queue];
+	pthread_mutex_lock(&dq->run);
+	if (dq->q) {
+		st->struct_size = sizeof(*st);
+		r = vdev_queue_get_state(dq->q, st);
+	}
+	pthread_mutex_unlock(&dq->run);
+	return r;
 }

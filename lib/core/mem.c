@@ -17,12 +17,18 @@
  *
  * Ranges are handled by their inclusive last byte (gpa + len - 1) so that no
  * computation can wrap: a range may end exactly at 2^64, but never beyond.
+ *
+ * Besides its own bitmaps, a vdev_mem may mark pages in a log shared with
+ * another process (vhost-user's SET_LOG_BASE, mem_internal.h): one byte per 8
+ * pages from guest address 0, set with atomic ORs since the other side reads
+ * and clears it concurrently.
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mem_internal.h"
 #include "internal/util.h"
 #include "virtio-dev/mem.h"
 
@@ -45,6 +51,8 @@ struct vdev_mem {
 	uint32_t nregions;
 	uint32_t cap;
 	struct vdi_mem_region *regions; /* sorted by gpa, never overlapping */
+	uint8_t *shared_log;     /* read with relaxed atomics on the mark path */
+	uint64_t shared_log_size; /* bytes */
 };
 
 static inline int range_last_ok(uint64_t gpa, uint64_t len)
@@ -336,13 +344,49 @@ static void bits_set(uint64_t *map, uint64_t first, uint64_t last)
 	}
 }
 
+int vdi_mem_set_shared_log(vdev_mem *mem, uint8_t *log, uint64_t size)
+{
+	if (!mem || (log && size == 0))
+		return -EINVAL;
+	/* The caller quiesced every user: no mark runs concurrently. */
+	mem->shared_log_size = log ? size : 0;
+	__atomic_store_n(&mem->shared_log, log, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Set the shared-log bit of every page of [gpa, last]; pages past the log's
+ * end are not covered by it and are skipped. */
+static void shared_log_mark(const vdev_mem *mem, uint8_t *log, uint64_t gpa, uint64_t last)
+{
+	uint64_t page = gpa >> DIRTY_SHIFT, lp = last >> DIRTY_SHIFT;
+
+	for (; page <= lp && (page >> 3) < mem->shared_log_size; page++) {
+		uint8_t *b = &log[page >> 3];
+		uint8_t bit = (uint8_t)(1u << (page & 7));
+
+		/*
+		 * Always the full-barrier RMW, never "skip if already set": a
+		 * plain load may be ordered before our earlier data stores,
+		 * see a bit the front-end is about to clear, and the front-end
+		 * would then copy the page without our data.
+		 */
+		__atomic_fetch_or(b, bit, __ATOMIC_SEQ_CST);
+	}
+}
+
 void vdev_mem_mark_dirty(vdev_mem *mem, uint64_t gpa, uint64_t len)
 {
+	uint8_t *log;
 	uint64_t last;
 	uint32_t i;
 
 	if (!mem || len == 0)
 		return;
+	/* A wrapping range has no mapped part past 2^64: clip it there. */
+	last = range_last_ok(gpa, len) ? gpa + (len - 1) : UINT64_MAX;
+	log = __atomic_load_n(&mem->shared_log, __ATOMIC_RELAXED);
+	if (VDI_UNLIKELY(log != NULL))
+		shared_log_mark(mem, log, gpa, last);
 	if (mem->custom) {
 		if (mem->ops.mark_dirty)
 			mem->ops.mark_dirty(mem->opaque, gpa, len);
@@ -350,8 +394,6 @@ void vdev_mem_mark_dirty(vdev_mem *mem, uint64_t gpa, uint64_t len)
 	}
 	if (VDI_LIKELY(!__atomic_load_n(&mem->dirty_on, __ATOMIC_RELAXED)))
 		return;
-	/* A wrapping range has no mapped part past 2^64: clip it there. */
-	last = range_last_ok(gpa, len) ? gpa + (len - 1) : UINT64_MAX;
 
 	for (i = lower_bound(mem, gpa); i < mem->nregions; i++) {
 		const struct vdi_mem_region *r = &mem->regions[i];

@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TG_MODE_HOSTILE: a guest that breaks the rules on purpose. The library's
+ * driver half refuses to do any of this, so these requests and register
+ * sequences are written by hand: registers with tg_mmio_write, the split ring
+ * as plain structs in guest memory. The device passes when it refuses (a
+ * register that does not take, DEVICE_NEEDS_RESET, a request completed with
+ * an error), fails when it goes along, and every wait is bounded. Each case
+ * ends with a positive control: after a reset the same device must serve a
+ * well-formed request, so a device that refuses everything cannot pass.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+
+#include "tg.h"
+
+#define RAW_QUEUE_SIZE 8u
+#define WAIT_MS 3000u      /* for the device to react to a request */
+#define RESET_TRIES 100000u
+
+/* One hand-made split ring and one request, in four pages of guest memory. */
+struct raw {
+	uint64_t base;        /* register block */
+	uint32_t size;        /* queue size in use */
+	uint8_t *mem;         /* the four pages */
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	struct virtio_blk_outhdr *hdr;
+	uint8_t *status;
+	uint8_t *data;        /* 4 KiB */
+};
+
+static uint32_t rd(const struct raw *r, uint32_t reg)
+{
+	return tg_mmio_read(r->base + reg, 4);
+}
+
+static void wr(const struct raw *r, uint32_t reg, uint32_t v)
+{
+	tg_mmio_write(r->base + reg, 4, v);
+}
+
+static uint64_t gpa(const void *p)
+{
+	return (uintptr_t)p;
+}
+
+/* Write 0 to Status and wait until the device reads back 0. */
+static int raw_reset(struct raw *r)
+{
+	uint32_t i;
+
+	memset(r->mem, 0, 4 * TG_BLOCK);
+	wr(r, VIRTIO_MMIO_STATUS, 0);
+	for (i = 0; i < RESET_TRIES; i++) {
+		if (rd(r, VIRTIO_MMIO_STATUS) == 0)
+			return 0;
+	}
+	tg_printf("hostile: the device never finished its reset");
+	return -1;
+}
+
+/* ACKNOWLEDGE, DRIVER, only VERSION_1, FEATURES_OK; 0 when accepted. */
+static int raw_features(struct raw *r)
+{
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(r, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	wr(r, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					  VIRTIO_CONFIG_S_FEATURES_OK);
+	if (rd(r, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK)
+		return 0;
+	tg_printf("hostile: the device refused plain VERSION_1 features");
+	return -1;
+}
+
+/* Program queue 0 with @num entries and our ring; returns QueueReady. */
+static uint32_t raw_queue(struct raw *r, uint32_t num)
+{
+	wr(r, VIRTIO_MMIO_QUEUE_SEL, 0);
+	wr(r, VIRTIO_MMIO_QUEUE_NUM, num);
+	wr(r, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)gpa(r->desc));
+	wr(r, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(gpa(r->desc) >> 32));
+	wr(r, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)gpa(r->avail));
+	wr(r, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(gpa(r->avail) >> 32));
+	wr(r, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)gpa(r->used));
+	wr(r, VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(gpa(r->used) >> 32));
+	wr(r, VIRTIO_MMIO_QUEUE_READY, 1);
+	return rd(r, VIRTIO_MMIO_QUEUE_READY);
+}
+
+static uint32_t driver_ok(struct raw *r)
+{
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	return rd(r, VIRTIO_MMIO_STATUS);
+}
+
+/* Reset and bring the device up by the rules with our ring on queue 0. */
+static int raw_start(struct raw *r)
+{
+	uint32_t st;
+
+	if (raw_reset(r) < 0 || raw_features(r) < 0)
+		return -1;
+	if (raw_queue(r, r->size) != 1) {
+		tg_printf("hostile: the device refused a well-formed queue of %u", r->size);
+		return -1;
+	}
+	st = driver_ok(r);
+	if (!(st & VIRTIO_CONFIG_S_DRIVER_OK) || (st & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+		tg_printf("hostile: DRIVER_OK refused (status 0x%x)", st);
+		return -1;
+	}
+	return 0;
+}
+
+static void set_desc(struct raw *r, uint32_t i, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
+{
+	r->desc[i].addr = addr;
+	r->desc[i].len = len;
+	r->desc[i].flags = flags;
+	r->desc[i].next = next;
+}
+
+/* A 4 KiB read of sector 0: header, data, status in descriptors 0, 1, 2. */
+static void read_request(struct raw *r)
+{
+	r->hdr->type = VIRTIO_BLK_T_IN;
+	r->hdr->sector = 0;
+	*r->status = 0xff;
+	set_desc(r, 0, gpa(r->hdr), sizeof(*r->hdr), VRING_DESC_F_NEXT, 1);
+	set_desc(r, 1, gpa(r->data), TG_BLOCK, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 2);
+	set_desc(r, 2, gpa(r->status), 1, VRING_DESC_F_WRITE, 0);
+}
+
+/* Make the chain at descriptor 0 available and kick. */
+static void post(struct raw *r)
+{
+	uint16_t idx = r->avail->idx;
+
+	r->avail->ring[idx % r->size] = 0;
+	__atomic_store_n(&r->avail->idx, (uint16_t)(idx + 1), __ATOMIC_RELEASE);
+	wr(r, VIRTIO_MMIO_QUEUE_NOTIFY, 0); /* tg_mmio_write orders it after the ring */
+}
+
+/*
+ * After a bad request: the device must set DEVICE_NEEDS_RESET or complete it
+ * with an error status. Completing it with OK, or doing nothing at all,
+ * fails. Returns 0 when the device behaved.
+ */
+static int expect_refusal(struct raw *r, const char *what)
+{
+	uint64_t deadline = tg_deadline_ms(WAIT_MS);
+
+	for (;;) {
+		uint16_t used = __atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE);
+		uint32_t st = rd(r, VIRTIO_MMIO_STATUS);
+
+		if (used && *r->status == VIRTIO_BLK_S_OK) {
+			tg_printf("hostile: %s: FAIL, the device completed it with OK", what);
+			return -1;
+		}
+		if (used) {
+			tg_printf("hostile: %s: completed with error status %u (device status "
+				  "0x%x)", what, *r->status, st);
+			return 0;
+		}
+		if (st & VIRTIO_CONFIG_S_NEEDS_RESET) {
+			tg_printf("hostile: %s: refused, device status 0x%x (NEEDS_RESET), "
+				  "request not completed", what, st);
+			return 0;
+		}
+		if (tg_expired(deadline)) {
+			tg_printf("hostile: %s: FAIL, no reaction within %u ms (status 0x%x)", what,
+				  WAIT_MS, st);
+			return -1;
+		}
+		tg_relax();
+	}
+}
+
+/* The positive control: a well-formed read after a reset. */
+static int control(struct raw *r)
+{
+	uint64_t deadline;
+
+	if (raw_start(r) < 0)
+		return -1;
+	read_request(r);
+	post(r);
+	deadline = tg_deadline_ms(WAIT_MS);
+	while (!__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE)) {
+		if (tg_expired(deadline)) {
+			tg_printf("hostile: control: FAIL, a well-formed read was not answered "
+				  "(status 0x%x)", rd(r, VIRTIO_MMIO_STATUS));
+			return -1;
+		}
+		tg_relax();
+	}
+	if (*r->status != VIRTIO_BLK_S_OK) {
+		tg_printf("hostile: control: FAIL, a well-formed read got status %u", *r->status);
+		return -1;
+	}
+	tg_printf("hostile: control: after a reset a well-formed read succeeds");
+	return 0;
+}
+
+/* Descriptors pointing outside guest RAM: at its end, across it, wrapping
+ * the address space. */
+static int bad_desc(struct raw *r, uint64_t ram_size)
+{
+	const char *what[3] = {"data buffer just past the end of RAM",
+			       "data buffer across the end of RAM",
+			       "data buffer wrapping the address space"};
+	const uint64_t addr[3] = {ram_size, ram_size - 2048, 0xfffffffffffff000ull};
+	int ret = 0;
+	uint32_t i;
+
+	for (i = 0; i < 3; i++) {
+		if (raw_start(r) < 0)
+			return -1;
+		read_request(r);
+		r->desc[1].addr = addr[i];
+		r->desc[1].len = 2 * TG_BLOCK;
+		post(r);
+		ret |= expect_refusal(r, what[i]);
+	}
+	return ret;
+}
+
+/* Chains that never end: a two-descriptor cycle, a descriptor that is its
+ * own successor. */
+static int loop(struct raw *r)
+{
+	int ret = 0;
+
+	if (raw_start(r) < 0)
+		return -1;
+	read_request(r);
+	r->desc[2].flags |= VRING_DESC_F_NEXT;
+	r->desc[2].next = 1; /* 0 -> 1 -> 2 -> 1 -> 2 ... */
+	post(r);
+	ret |= expect_refusal(r, "descriptor chain 1 -> 2 -> 1");
+
+	if (raw_start(r) < 0)
+		return -1;
+	read_request(r);
+	r->desc[1].next = 1; /* 0 -> 1 -> 1 ... */
+	post(r);
+	ret |= expect_refusal(r, "descriptor 1 chained to itself");
+	return ret;
+}
+
+/* QueueNum 0 (and other sizes the device cannot take), then QueueReady. */
+static int queue_size0(struct raw *r)
+{
+	uint32_t max, i, sizes[3];
+	int ret = 0;
+
+	if (raw_reset(r) < 0 || raw_features(r) < 0)
+		return -1;
+	wr(r, VIRTIO_MMIO_QUEUE_SEL, 0);
+	max = rd(r, VIRTIO_MMIO_QUEUE_NUM_MAX);
+	sizes[0] = 0;
+	sizes[1] = 3;       /* not a power of two: invalid for a split ring */
+	sizes[2] = max * 2; /* above QueueNumMax */
+	for (i = 0; i < 3; i++) {
+		uint32_t ready = raw_queue(r, sizes[i]);
+
+		tg_printf("hostile: QueueNum %u (max %u), QueueReady 1: reads back %u%s", sizes[i],
+			  max, ready, ready ? ", FAIL: accepted" : ", refused");
+		if (ready) {
+			ret = -1;
+			wr(r, VIRTIO_MMIO_QUEUE_READY, 0);
+		}
+	}
+	return ret;
+}
+
+/* DRIVER_OK before FEATURES_OK; a queue set up after DRIVER_OK. */
+static int order(struct raw *r)
+{
+	uint32_t st, ready;
+	int ret = 0;
+
+	if (raw_reset(r) < 0)
+		return -1;
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+					  VIRTIO_CONFIG_S_DRIVER_OK);
+	st = rd(r, VIRTIO_MMIO_STATUS);
+	if ((st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+		tg_printf("hostile: DRIVER_OK before FEATURES_OK: FAIL, accepted (status 0x%x)",
+			  st);
+		ret = -1;
+	} else {
+		tg_printf("hostile: DRIVER_OK before FEATURES_OK: refused (status 0x%x)", st);
+	}
+
+	if (raw_reset(r) < 0 || raw_features(r) < 0)
+		return -1;
+	st = driver_ok(r); /* no queue yet: allowed, the device just has none */
+	ready = raw_queue(r, r->size);
+	tg_printf("hostile: queue set up after DRIVER_OK (status 0x%x): QueueReady reads %u%s", st,
+		  ready, ready ? ", FAIL: accepted" : ", refused");
+	if (ready)
+		ret = -1;
+	return ret;
+}
+
+int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
+{
+	static const char *const names[] = {"?", "bad-desc", "queue-size0", "order", "loop"};
+	struct raw r;
+	uint32_t max;
+	int ret;
+
+	memset(&r, 0, sizeof(r));
+	r.base = dev->base;
+	r.mem = tg_alloc(4 * TG_BLOCK, TG_BLOCK);
+	if (!r.mem) {
+		tg_printf("hostile: out of heap");
+		return -1;
+	}
+	r.desc = (struct vring_desc *)(void *)r.mem;
+	r.avail = (struct vring_avail *)(void *)(r.mem + TG_BLOCK / 2);
+	r.used = (struct vring_used *)(void *)(r.mem + TG_BLOCK);
+	r.hdr = (struct virtio_blk_outhdr *)(void *)(r.mem + 2 * TG_BLOCK);
+	r.status = r.mem + 2 * TG_BLOCK + sizeof(*r.hdr);
+	r.data = r.mem + 3 * TG_BLOCK;
+
+	wr(&r, VIRTIO_MMIO_QUEUE_SEL, 0);
+	max = rd(&r, VIRTIO_MMIO_QUEUE_NUM_MAX);
+	r.size = RAW_QUEUE_SIZE;
+	while (r.size > max)
+		r.size /= 2;
+	if (!r.size) {
+		tg_printf("hostile: the device has no queue 0");
+		return -1;
+	}
+	bi->features_lo = 0;
+	bi->features_hi = 1u << (VIRTIO_F_VERSION_1 - 32);
+	tg_printf("hostile: mode %s, hand-made split ring of %u on queue 0, features VERSION_1",
+		  bi->hostile < 5 ? names[bi->hostile] : "?", r.size);
+
+	switch (bi->hostile) {
+	case TG_HOSTILE_BAD_DESC:
+		ret = bad_desc(&r, bi->ram_size);
+		break;
+	case TG_HOSTILE_QUEUE_SIZE0:
+		ret = queue_size0(&r);
+		break;
+	case TG_HOSTILE_ORDER:
+		ret = order(&r);
+		break;
+	case TG_HOSTILE_LOOP:
+		ret = loop(&r);
+		break;
+	default:
+		tg_printf("hostile: unknown hostile case %u", bi->hostile);
+		return -1;
+	}
+	if (control(&r) < 0)
+		ret = -1;
+	raw_reset(&r);
+	return ret;
+}

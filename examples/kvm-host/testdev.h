@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The test device of tg-abi.h on the port-I/O bus: the guest's console
+ * (TG_PORT_PRINT), verdict (TG_PORT_STATUS), timing marks (TG_PORT_MARK) and
+ * power switch (TG_PORT_POWER_OFF).
+ */
+#ifndef KH_TESTDEV_H
+#define KH_TESTDEV_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vm.h"
+
+#define KH_MAX_MARKS 64u
+
+/* What the CPUs did up to a moment: every CPU's busy time, and this
+ * process's share of it (both in ns), to tell how busy others were. */
+struct kh_cpu_sample {
+	uint64_t t_ns;
+	uint64_t machine_busy_ns;
+	uint64_t self_ns;
+};
+
+void kh_cpu_sample(struct kh_cpu_sample *s);
+
+/* CPUs kept busy by other processes between @a and @b (e.g. 0.5 = half a CPU). */
+double kh_cpu_others(const struct kh_cpu_sample *a, const struct kh_cpu_sample *b);
+
+struct kh_testdev {
+	struct kh_vm *vm;
+	FILE *out;                     /* where guest lines go */
+	int status_set;
+	uint32_t status;               /* TG_STATUS_* (last written) */
+	uint32_t exit_code;
+	uint64_t marks[KH_MAX_MARKS];  /* host CLOCK_MONOTONIC ns; 0 = not marked */
+	struct kh_cpu_sample mark_cpu[KH_MAX_MARKS];
+	uint64_t bad_accesses;         /* reads, wrong sizes, bad marks, lines outside RAM */
+};
+
+/** kh_testdev_attach() - claim the test ports on @vm's PIO bus. */
+int kh_testdev_attach(struct kh_testdev *td, struct kh_vm *vm, FILE *out);
+
+#endif

@@ -349,6 +349,10 @@ static int unpoll_disk(struct kh_blk *b)
 {
 	int again = 0;
 
+	/* Not for a device that needs a reset: its ring may hold buffers it will
+	 * never take, and the I/O thread would poll them for ever. */
+	if (vdev_device_status(b->dev) & VDEV_STATUS_NEEDS_RESET)
+		return 0;
 	io_lock(b);
 	for (uint32_t q = 0; q < b->num_queues; q++) {
 		vdev_queue *vq = vdev_device_get_queue(b->dev, q);
@@ -451,8 +455,10 @@ int kh_iothread_start(struct kh_blk **disks, uint32_t n, uint64_t poll_ns, int c
 	if (r == 0) {
 		r = -pthread_create(&t->thread, NULL, iothread_main, t);
 		t->started = r == 0;
-		if (t->started)
+		if (t->started) {
 			kh_pin_thread(t->thread, cpu, "I/O");
+			pthread_setname_np(t->thread, "kh-io");
+		}
 	}
 	if (r < 0) {
 		kh_iothread_stop(t);
@@ -460,6 +466,11 @@ int kh_iothread_start(struct kh_blk **disks, uint32_t n, uint64_t poll_ns, int c
 	}
 	*out = t;
 	return 0;
+}
+
+int kh_iothread_clock(struct kh_iothread *t, clockid_t *clock)
+{
+	return -pthread_getcpuclockid(t->thread, clock);
 }
 
 void kh_iothread_stop(struct kh_iothread *t)

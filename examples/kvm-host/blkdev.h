@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "vm.h"
 
@@ -58,6 +59,9 @@ int kh_blk_report(struct kh_blk *b, FILE *out);
  */
 int kh_iothread_start(struct kh_blk **disks, uint32_t n, uint64_t poll_ns, int cpu,
 		      struct kh_iothread **out);
+
+/** kh_iothread_clock() - the I/O thread's CPU-time clock (while it runs). */
+int kh_iothread_clock(struct kh_iothread *t, clockid_t *clock);
 
 /** kh_iothread_stop() - stop and join it; accepts NULL. */
 void kh_iothread_stop(struct kh_iothread *t);

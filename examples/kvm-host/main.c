@@ -88,6 +88,7 @@ static const struct {
 	{"hostile=queue-size0", TG_MODE_HOSTILE, TG_HOSTILE_QUEUE_SIZE0},
 	{"hostile=order", TG_MODE_HOSTILE, TG_HOSTILE_ORDER},
 	{"hostile=loop", TG_MODE_HOSTILE, TG_HOSTILE_LOOP},
+	{"hostile=grow-race", TG_MODE_HOSTILE, TG_HOSTILE_GROW_RACE},
 };
 
 static void usage(FILE *f)
@@ -99,7 +100,7 @@ static void usage(FILE *f)
 		"  --blk FILE[,ro][,transport=mmio][,backend=io_uring|file]\n"
 		"                      a virtio-blk disk (repeatable, up to %u)\n"
 		"  --mode M            verify (default), irq, bench, first-io,\n"
-		"                      hostile=bad-desc|queue-size0|order|loop\n"
+		"                      hostile=bad-desc|queue-size0|order|loop|grow-race\n"
 		"  --seed N            pattern seed (verify, irq; default 1)\n"
 		"  --verify-blocks N   4 KiB blocks the verify workload writes (default 64)\n"
 		"  --bench-ms N        bench: milliseconds per depth (default 1000)\n"
@@ -208,7 +209,6 @@ static int parse_cpus(char *list, struct options *o)
 
 	o->cpus_auto = strcmp(list, "auto") == 0;
 	o->vcpu_cpu = o->io_cpu = -1;
-	o->cpus_auto = 1;
 	if (o->cpus_auto || strcmp(list, "none") == 0)
 		return 0;
 	if (!comma)
@@ -262,6 +262,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->num_depths = 2;
 	o->poll_us = 50;
 	o->vcpu_cpu = o->io_cpu = -1;
+	o->cpus_auto = 1;
 	o->timeout_s = 60;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -452,6 +453,7 @@ static enum kh_vm_outcome run_guest(struct kh_vm *vm, uint32_t timeout_s, int cp
 		goto out;
 	}
 	kh_pin_thread(t, cpu, "vCPU");
+	pthread_setname_np(t, "kh-vcpu0"); /* after the pinning: the tests look for it */
 	clock_gettime(CLOCK_MONOTONIC, &dl);
 	dl.tv_sec += timeout_s;
 	pthread_mutex_lock(&vr.lock);
@@ -592,11 +594,13 @@ static int report_bench(const struct options *o, const struct kh_testdev *td,
 		others = kh_cpu_others(&td->mark_cpu[2 * i], &td->mark_cpu[2 * i + 1]);
 		printf("BENCH kvm-blk randread-4k-qd%u-mmio iops=%.0f", o->depths[i], iops);
 		if (o->native) {
-			uint64_t blocks = o->disk_blocks ? o->disk_blocks
-							 : kh_blk_size(disk0) / TG_PATTERN_BLOCK;
+			/* The guest's range: the disk, or less with --disk-blocks. */
+			uint64_t blocks = kh_blk_size(disk0) / TG_PATTERN_BLOCK;
 			struct kh_cpu_sample c0, c1;
 			int r;
 
+			if (o->disk_blocks && o->disk_blocks < blocks)
+				blocks = o->disk_blocks;
 			kh_cpu_sample(&c0);
 			r = kh_native_randread(o->disks[0].path, o->depths[i], o->bench_ms, blocks,
 					       o->seed, &native);
@@ -697,6 +701,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vdev-kvm-host: I/O thread: %s\n", strerror(-r));
 		goto out;
 	}
+	td.io_clock_set = kh_iothread_clock(io, &td.io_clock) == 0;
 	printf("kvm-host: guest %s: %u segment(s) at 0x%" PRIx64 "-0x%" PRIx64
 	       ", entry 0x%" PRIx64 "; %" PRIu64 " MiB RAM%s, %u disk(s), mode %s\n",
 	       o.guest, img.segments, img.lo, img.hi, img.entry, vm->ram_size >> 20,
@@ -759,6 +764,13 @@ int main(int argc, char **argv)
 			       (double)(td.marks[0] - t_start) / 1e6);
 		else if (rc == 0)
 			rc = EXIT_GUEST_FAILED;
+	}
+	if (o.mode == TG_MODE_HOSTILE && td.marks[0] && td.marks[1] > td.marks[0] &&
+	    td.mark_io_ns[0] && td.mark_io_ns[1] >= td.mark_io_ns[0]) {
+		/* The guest held a request on a device that needs a reset. */
+		printf("kvm-host: I/O thread: %.1f ms of CPU in the %.1f ms between the guest's "
+		       "marks 0 and 1\n", (double)(td.mark_io_ns[1] - td.mark_io_ns[0]) / 1e6,
+		       (double)(td.marks[1] - td.marks[0]) / 1e6);
 	}
 	if (o.mode == TG_MODE_HOSTILE) {
 		printf("kvm-host: hostile guest: the devices %s errors; the host kept running\n",

@@ -77,6 +77,7 @@ double kh_cpu_others(const struct kh_cpu_sample *a, const struct kh_cpu_sample *
 static int td_write(void *opaque, const struct vdev_bus_access *a, const void *data)
 {
 	struct kh_testdev *td = opaque;
+	struct timespec ts;
 	uint32_t v;
 
 	if (a->size != 4 || (a->offset & 3)) {
@@ -99,6 +100,9 @@ static int td_write(void *opaque, const struct vdev_bus_access *a, const void *d
 		}
 		td->marks[v] = kh_now_ns();
 		kh_cpu_sample(&td->mark_cpu[v]);
+		if (td->io_clock_set && clock_gettime(td->io_clock, &ts) == 0)
+			td->mark_io_ns[v] = (uint64_t)ts.tv_sec * 1000000000ull +
+					    (uint64_t)ts.tv_nsec;
 		break;
 	case TG_PORT_POWER_OFF:
 		td->exit_code = v;

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "vm.h"
 
@@ -35,6 +36,9 @@ struct kh_testdev {
 	uint32_t exit_code;
 	uint64_t marks[KH_MAX_MARKS];  /* host CLOCK_MONOTONIC ns; 0 = not marked */
 	struct kh_cpu_sample mark_cpu[KH_MAX_MARKS];
+	clockid_t io_clock;            /* the I/O thread's CPU clock, if io_clock_set */
+	int io_clock_set;
+	uint64_t mark_io_ns[KH_MAX_MARKS]; /* the I/O thread's CPU time at each mark */
 	uint64_t bad_accesses;         /* reads, wrong sizes, bad marks, lines outside RAM */
 };
 

@@ -76,6 +76,7 @@
 #define TG_HOSTILE_QUEUE_SIZE0 2u  /* QueueNum 0, then QueueReady */
 #define TG_HOSTILE_ORDER 3u        /* DRIVER_OK before FEATURES_OK, queue setup after DRIVER_OK */
 #define TG_HOSTILE_LOOP 4u         /* a descriptor chain that loops */
+#define TG_HOSTILE_GROW_RACE 5u    /* a chain that grows while the device takes it */
 
 /* tg_device.kind */
 #define TG_DEV_VIRTIO_MMIO 1u

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
 MASK = (1 << 64) - 1
@@ -172,6 +173,32 @@ def hostile(kind, marker):
     return case
 
 
+def case_hostile_grow_race(host, guest, tmp):
+    """A chain that grows while the device takes it: the device must need a
+    reset, and while the guest keeps that dead request available (between its
+    marks 0 and 1) the host's I/O thread must sleep, not spin on the ring.
+    The race needs the guest to run while the device walks the chain: the vCPU
+    and I/O threads on CPUs of their own (the default, --cpus auto). It relies
+    on the library needing a reset when a chain grows between its two walks;
+    should that change, leave a dead request on the ring some other way."""
+    if len(os.sched_getaffinity(0)) < 2:
+        print("SKIP: the race needs two CPUs, this process may use one")
+        sys.exit(SKIP)
+    disk = make_disk(tmp, 16)
+    rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "hostile=grow-race"])
+    expect_rc(rc, 0, out)
+    expect("guest verdict PASS, exit code 0" in out, "the device refused every chain (PASS)")
+    expect("the device saw it grow" in out and "NEEDS_RESET seen" in out,
+           "the guest changed a chain under the device, which then needed a reset")
+    m = re.search(r"I/O thread: (\d+\.\d) ms of CPU in the (\d+\.\d) ms between the guest's "
+                  r"marks 0 and 1", out)
+    expect(m is not None, "the host measured its I/O thread during the guest's hold")
+    cpu, wall = float(m.group(1)), float(m.group(2))
+    expect(wall >= 400, f"the guest held the request {wall} ms, not 500")
+    expect(cpu < 0.1 * wall, f"the I/O thread spun on a device that needs a reset: {cpu} ms "
+           f"of CPU in {wall} ms")
+
+
 def case_bench_smoke(host, guest, tmp):
     disk = make_disk(tmp, 64)
     with open(disk, "r+b") as f:  # real blocks, not a hole
@@ -193,6 +220,15 @@ def case_bench_smoke(host, guest, tmp):
             iops, nat, ratio = int(m.group(1)), int(m.group(2)), float(m.group(3))
             expect(nat > 0, f"depth {d}: a native rate above 0")
             expect(abs(ratio - iops / nat) < 0.01, f"depth {d}: ratio = iops / native_iops")
+    if native:
+        # --disk-blocks beyond the disk: both the guest and the native
+        # reference read the whole disk and nothing past its end.
+        rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "bench", "--bench-ms",
+                             "50", "--depths", "4", "--native", "--disk-blocks", "100000000"])
+        expect_rc(rc, 0, out)
+        expect("reads over 16384 blocks" in out, "the guest kept to the disk's 16384 blocks")
+        expect(re.search(r"^BENCH kvm-blk randread-4k-qd4-mmio iops=[1-9]\d* native_iops=[1-9]",
+                         out, re.M) is not None, "a native reference within the disk")
 
 
 def case_first_io(host, guest, tmp):
@@ -224,6 +260,9 @@ def case_usage(host, guest, tmp):
         (["stray"], "unexpected argument"),
         ([], "needs a disk"),
         (["--native"], "only goes with --mode bench"),
+        (["--cpus", "bogus"], "--cpus: 'bogus'"),
+        (["--cpus", "1"], "--cpus: '1'"),
+        (["--cpus", "0,x"], "--cpus"),
     ]
     for args, msg in bad:
         full = ["--guest", guest]
@@ -291,6 +330,51 @@ def case_timeout(host, guest, tmp):
     expect("the guest crashed" in out and "rip " in out, "the crash and registers reported")
 
 
+def thread_cpus(host, tmp, args):
+    """Run a spinning guest with @args; the CPUs its vCPU and I/O threads
+    (named kh-vcpu0 and kh-io once pinned) may run on, read from /proc."""
+    guest = write_file(tmp, "spin.elf", tiny_elf(SPIN))
+    cmd = [host, "--guest", guest, "--blk", make_disk(tmp, 16), "--timeout", "2"] + args
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    found = {}
+    deadline = time.monotonic() + 1.5
+    while len(found) < 2 and time.monotonic() < deadline and p.poll() is None:
+        for tid in os.listdir(f"/proc/{p.pid}/task"):
+            try:
+                with open(f"/proc/{p.pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+                if name in ("kh-vcpu0", "kh-io"):
+                    found[name] = os.sched_getaffinity(int(tid))
+            except OSError:
+                pass  # the thread is gone
+        time.sleep(0.02)
+    out = p.communicate(timeout=60)[0]
+    print("$ vdev-kvm-host " + " ".join(cmd[1:]))
+    print(out)
+    if "cannot open /dev/kvm" in out:
+        print("SKIP: /dev/kvm cannot be opened on this machine")
+        sys.exit(SKIP)
+    expect_rc(p.returncode, 5, out)
+    expect(len(found) == 2, f"found the vCPU and I/O threads by name (found {sorted(found)})")
+    print(f"{args}: vCPU thread on {sorted(found['kh-vcpu0'])}, I/O thread on "
+          f"{sorted(found['kh-io'])}")
+    return found["kh-vcpu0"], found["kh-io"]
+
+
+def case_cpus(host, guest, tmp):
+    allowed = sorted(os.sched_getaffinity(0))
+    vcpu, io = thread_cpus(host, tmp, ["--cpus", "none"])
+    expect(vcpu == io == set(allowed), "--cpus none: the threads are not pinned")
+    vcpu, io = thread_cpus(host, tmp, [])
+    if len(allowed) < 2:
+        expect(vcpu == io == set(allowed), "one CPU: the default (auto) pins nothing")
+        return
+    expect(vcpu == {allowed[0]} and io == {allowed[1]},
+           "by default (auto) the vCPU and I/O threads get the first two CPUs, one each")
+    vcpu, io = thread_cpus(host, tmp, ["--cpus", f"{allowed[1]},{allowed[0]}"])
+    expect(vcpu == {allowed[1]} and io == {allowed[0]}, "--cpus V,I pins them there")
+
+
 def case_testdev_abuse(host, guest, tmp):
     rc, out = run_tiny(host, tmp, TESTDEV_ABUSE, ["--mode", "first-io"])
     expect_rc(rc, 0, out)
@@ -314,6 +398,7 @@ CASES = {
     "hostile-loop": hostile("loop", r"NEEDS_RESET seen"),
     "hostile-queue-size0": hostile("queue-size0", r"[1-9]\d* register accesses refused"),
     "hostile-order": hostile("order", r"[1-9]\d* register accesses refused"),
+    "hostile-grow-race": case_hostile_grow_race,
     "bench-smoke": case_bench_smoke,
     "first-io": case_first_io,
     "usage": case_usage,
@@ -323,6 +408,7 @@ CASES = {
     "no-kvm-message": case_no_kvm_message,
     "timeout": case_timeout,
     "testdev-abuse": case_testdev_abuse,
+    "cpus": case_cpus,
 }
 
 

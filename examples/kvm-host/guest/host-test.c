@@ -393,6 +393,9 @@ static const struct test_case cases[] = {
 	{"hostile queue-size0", TG_MODE_HOSTILE, TG_HOSTILE_QUEUE_SIZE0, 0, 0, NULL, check_hostile},
 	{"hostile order", TG_MODE_HOSTILE, TG_HOSTILE_ORDER, 0, 0, NULL, check_hostile},
 	{"hostile loop", TG_MODE_HOSTILE, TG_HOSTILE_LOOP, 0, 0, NULL, check_hostile},
+	/* Here the device takes each chain inside the kick, before the guest can
+	 * change it: every try is refused with an error status. */
+	{"hostile grow-race", TG_MODE_HOSTILE, TG_HOSTILE_GROW_RACE, 0, 0, NULL, check_hostile},
 	/* The guest must see through these. */
 	{"verify, corrupting disk", TG_MODE_VERIFY, 0, FAULT_CORRUPT, 1, NULL, NULL},
 	{"verify, read-only disk", TG_MODE_VERIFY, 0, FAULT_READONLY, 1, NULL, NULL},

@@ -22,6 +22,10 @@
 #define RAW_QUEUE_SIZE 8u
 #define WAIT_MS 3000u      /* for the device to react to a request */
 #define RESET_TRIES 100000u
+#define GROW_TABLE 32768u  /* the longest indirect table a device must take */
+#define GROW_FIRST 300u    /* first chain length tried: above seg_max + 2 (256) */
+#define GROW_STEP 200u     /* each try: GROW_STEP longer; the chain flips by half that */
+#define GROW_HOLD_MS 500u  /* the request stays available this long after NEEDS_RESET */
 
 /* One hand-made split ring and one request, in four pages of guest memory. */
 struct raw {
@@ -51,35 +55,38 @@ static uint64_t gpa(const void *p)
 	return (uintptr_t)p;
 }
 
-/* Write 0 to Status and wait until the device reads back 0. */
+/* Write 0 to Status, wait until the device reads back 0, then clear our
+ * rings (not before: a device still running would see them go back). */
 static int raw_reset(struct raw *r)
 {
 	uint32_t i;
 
-	memset(r->mem, 0, 4 * TG_BLOCK);
 	wr(r, VIRTIO_MMIO_STATUS, 0);
 	for (i = 0; i < RESET_TRIES; i++) {
-		if (rd(r, VIRTIO_MMIO_STATUS) == 0)
+		if (rd(r, VIRTIO_MMIO_STATUS) == 0) {
+			memset(r->mem, 0, 4 * TG_BLOCK);
 			return 0;
+		}
 	}
 	tg_printf("hostile: the device never finished its reset");
 	return -1;
 }
 
-/* ACKNOWLEDGE, DRIVER, only VERSION_1, FEATURES_OK; 0 when accepted. */
-static int raw_features(struct raw *r)
+/* ACKNOWLEDGE, DRIVER, VERSION_1 and @extra (bits 0-31), FEATURES_OK; 0 when
+ * accepted. */
+static int raw_features(struct raw *r, uint32_t extra)
 {
 	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
 	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
 	wr(r, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, 0);
+	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, extra);
 	wr(r, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
 	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
 	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 					  VIRTIO_CONFIG_S_FEATURES_OK);
 	if (rd(r, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK)
 		return 0;
-	tg_printf("hostile: the device refused plain VERSION_1 features");
+	tg_printf("hostile: the device refused VERSION_1 features (+0x%x)", extra);
 	return -1;
 }
 
@@ -105,12 +112,13 @@ static uint32_t driver_ok(struct raw *r)
 	return rd(r, VIRTIO_MMIO_STATUS);
 }
 
-/* Reset and bring the device up by the rules with our ring on queue 0. */
-static int raw_start(struct raw *r)
+/* Reset and bring the device up by the rules with our ring on queue 0 and
+ * features VERSION_1 + @extra. */
+static int raw_start(struct raw *r, uint32_t extra)
 {
 	uint32_t st;
 
-	if (raw_reset(r) < 0 || raw_features(r) < 0)
+	if (raw_reset(r) < 0 || raw_features(r, extra) < 0)
 		return -1;
 	if (raw_queue(r, r->size) != 1) {
 		tg_printf("hostile: the device refused a well-formed queue of %u", r->size);
@@ -195,7 +203,7 @@ static int control(struct raw *r)
 {
 	uint64_t deadline;
 
-	if (raw_start(r) < 0)
+	if (raw_start(r, 0) < 0)
 		return -1;
 	read_request(r);
 	post(r);
@@ -228,7 +236,7 @@ static int bad_desc(struct raw *r, uint64_t ram_size)
 	uint32_t i;
 
 	for (i = 0; i < 3; i++) {
-		if (raw_start(r) < 0)
+		if (raw_start(r, 0) < 0)
 			return -1;
 		read_request(r);
 		r->desc[1].addr = addr[i];
@@ -245,7 +253,7 @@ static int loop(struct raw *r)
 {
 	int ret = 0;
 
-	if (raw_start(r) < 0)
+	if (raw_start(r, 0) < 0)
 		return -1;
 	read_request(r);
 	r->desc[2].flags |= VRING_DESC_F_NEXT;
@@ -253,7 +261,7 @@ static int loop(struct raw *r)
 	post(r);
 	ret |= expect_refusal(r, "descriptor chain 1 -> 2 -> 1");
 
-	if (raw_start(r) < 0)
+	if (raw_start(r, 0) < 0)
 		return -1;
 	read_request(r);
 	r->desc[1].next = 1; /* 0 -> 1 -> 1 ... */
@@ -262,13 +270,99 @@ static int loop(struct raw *r)
 	return ret;
 }
 
+/*
+ * A chain that changes length while the device takes it: an indirect table
+ * whose descriptor len - 1 keeps flipping between ending the chain (len
+ * buffers) and going on (len + GROW_STEP / 2). Both are longer than a device
+ * takes in one go (seg_max), so it may walk the chain twice, once to learn
+ * its length and once to take it; each try is longer than any before, so
+ * that the device's storage for long chains must grow again. The device may
+ * refuse the request with an error status (then the next try) or see the
+ * chain grow and set DEVICE_NEEDS_RESET; completing it with OK fails. After
+ * NEEDS_RESET the guest keeps the request available, without a reset, for
+ * GROW_HOLD_MS between marks 0 and 1: the host checks that its I/O thread
+ * slept meanwhile instead of spinning on the dead ring.
+ */
+static int grow_race(struct raw *r)
+{
+	struct vring_desc *t = tg_alloc(GROW_TABLE * sizeof(*t), TG_BLOCK);
+	uint32_t len, i, n, st = 0;
+	uint64_t hold;
+
+	if (!t) {
+		tg_printf("hostile: out of heap");
+		return -1;
+	}
+	for (len = GROW_FIRST; len + GROW_STEP / 2 <= GROW_TABLE; len += GROW_STEP) {
+		uint32_t end = len + GROW_STEP / 2;
+		volatile uint16_t *flip = &t[len - 1].flags;
+		uint64_t deadline;
+
+		if (raw_start(r, 1u << VIRTIO_RING_F_INDIRECT_DESC) < 0)
+			return -1;
+		r->hdr->type = VIRTIO_BLK_T_IN;
+		r->hdr->sector = 0;
+		t[0].addr = gpa(r->hdr);
+		t[0].len = sizeof(*r->hdr);
+		t[0].flags = VRING_DESC_F_NEXT;
+		t[0].next = 1;
+		for (i = 1; i < end; i++) { /* 8 bytes each; the last byte is a status */
+			t[i].addr = gpa(r->data) + (i % (TG_BLOCK / 8)) * 8;
+			t[i].len = 8;
+			t[i].flags = VRING_DESC_F_WRITE | (i + 1 < end ? VRING_DESC_F_NEXT : 0);
+			t[i].next = (uint16_t)(i + 1);
+		}
+		memset(r->data, 0xff, TG_BLOCK); /* no status byte reads OK yet */
+		set_desc(r, 0, gpa(t), end * sizeof(*t), VRING_DESC_F_INDIRECT, 0);
+		post(r);
+		deadline = tg_deadline_ms(WAIT_MS);
+		for (n = 1; !__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE); n++) {
+			/* Each state as long as the other: a walk sees either. */
+			*flip = VRING_DESC_F_WRITE | (n & 1 ? 0 : VRING_DESC_F_NEXT);
+			if (n % (1u << 20)) /* a register read exits: mostly flip */
+				continue;
+			st = rd(r, VIRTIO_MMIO_STATUS);
+			if (st & VIRTIO_CONFIG_S_NEEDS_RESET)
+				break;
+			if (tg_expired(deadline)) {
+				tg_printf("hostile: chain of %u or %u buffers: FAIL, no reaction "
+					  "within %u ms (status 0x%x)", len, end, WAIT_MS, st);
+				return -1;
+			}
+		}
+		if (st & VIRTIO_CONFIG_S_NEEDS_RESET)
+			break;
+		for (i = 0; i < TG_BLOCK / 8; i++) {
+			if (r->data[i * 8 + 7] == VIRTIO_BLK_S_OK) {
+				tg_printf("hostile: chain of %u or %u buffers: FAIL, completed "
+					  "with OK", len, end);
+				return -1;
+			}
+		}
+	}
+	if (!(st & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+		tg_printf("hostile: the device refused every growing chain with an error status "
+			  "(up to %u buffers); it never saw one grow", len - GROW_STEP);
+		return 0;
+	}
+	tg_printf("hostile: chain of %u or %u buffers: the device saw it grow, status 0x%x "
+		  "(NEEDS_RESET); keeping it available for %u ms", len, len + GROW_STEP / 2, st,
+		  GROW_HOLD_MS);
+	hold = tg_deadline_ms(GROW_HOLD_MS);
+	tg_mark(0);
+	while (!tg_expired(hold))
+		tg_relax();
+	tg_mark(1);
+	return 0;
+}
+
 /* QueueNum 0 (and other sizes the device cannot take), then QueueReady. */
 static int queue_size0(struct raw *r)
 {
 	uint32_t max, i, sizes[3];
 	int ret = 0;
 
-	if (raw_reset(r) < 0 || raw_features(r) < 0)
+	if (raw_reset(r) < 0 || raw_features(r, 0) < 0)
 		return -1;
 	wr(r, VIRTIO_MMIO_QUEUE_SEL, 0);
 	max = rd(r, VIRTIO_MMIO_QUEUE_NUM_MAX);
@@ -309,7 +403,7 @@ static int order(struct raw *r)
 		tg_printf("hostile: DRIVER_OK before FEATURES_OK: refused (status 0x%x)", st);
 	}
 
-	if (raw_reset(r) < 0 || raw_features(r) < 0)
+	if (raw_reset(r) < 0 || raw_features(r, 0) < 0)
 		return -1;
 	st = driver_ok(r); /* no queue yet: allowed, the device just has none */
 	ready = raw_queue(r, r->size);
@@ -322,7 +416,8 @@ static int order(struct raw *r)
 
 int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
 {
-	static const char *const names[] = {"?", "bad-desc", "queue-size0", "order", "loop"};
+	static const char *const names[] = {"?", "bad-desc", "queue-size0", "order", "loop",
+					    "grow-race"};
 	struct raw r;
 	uint32_t max;
 	int ret;
@@ -353,7 +448,8 @@ int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
 	bi->features_lo = 0;
 	bi->features_hi = 1u << (VIRTIO_F_VERSION_1 - 32);
 	tg_printf("hostile: mode %s, hand-made split ring of %u on queue 0, features VERSION_1",
-		  bi->hostile < 5 ? names[bi->hostile] : "?", r.size);
+		  bi->hostile < sizeof(names) / sizeof(names[0]) ? names[bi->hostile] : "?",
+		  r.size);
 
 	switch (bi->hostile) {
 	case TG_HOSTILE_BAD_DESC:
@@ -367,6 +463,9 @@ int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
 		break;
 	case TG_HOSTILE_LOOP:
 		ret = loop(&r);
+		break;
+	case TG_HOSTILE_GROW_RACE:
+		ret = grow_race(&r);
 		break;
 	default:
 		tg_printf("hostile: unknown hostile case %u", bi->hostile);

@@ -5,15 +5,19 @@
     check-daemon.py DAEMON SCENARIO
 
 Scenarios: usage, missing-image, bad-image, busy-socket, sigterm,
-sigterm-connected, io-file, io-uring, io-readonly, io-cow, io-multiqueue,
-reconnect. The io-* scenarios and reconnect drive the daemon with the small
-vhost-user front-end below (memfd guest memory, split rings, eventfd kicks
-and calls, as QEMU does) and check the disk, the replies and the --stats
-file. Exit status: 0 pass, 1 fail, 77 skip (a resource is missing).
+sigterm-connected, sigterm-inflight, io-file, io-uring, io-readonly, io-cow,
+io-multiqueue, io-poll, reconnect. The io-*, sigterm-* and reconnect
+scenarios drive the daemon with the small vhost-user front-end below (memfd
+guest memory, split rings, eventfd kicks and calls, as QEMU does) and check
+the disk, the replies and the --stats file. Exit status: 0 pass, 1 fail, 77
+skip (io-uring only: the kernel refuses io_uring, or VDEV_HAVE_LIBURING=0
+says the library was built without it).
 """
+import ctypes
 import mmap
 import os
 import select
+import shutil
 import signal
 import socket
 import stat
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 TIMEOUT = 30.0  # seconds for anything the daemon must do (slow under ASan)
 
@@ -43,7 +48,7 @@ VIRTIO_F_VERSION_1 = 32
 BLK_F_SEG_MAX, BLK_F_RO, BLK_F_BLK_SIZE, BLK_F_FLUSH = 2, 5, 6, 9
 BLK_F_MQ, BLK_F_DISCARD, BLK_F_WRITE_ZEROES = 12, 13, 14
 T_IN, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD, T_WRITE_ZEROES = 0, 1, 4, 8, 11, 13
-S_OK, S_IOERR = 0, 1
+S_OK, S_IOERR, S_UNSUPP = 0, 1, 2
 DESC_F_NEXT, DESC_F_WRITE = 1, 2
 
 SERIAL = b"vdev-vhost-user-blk"
@@ -176,7 +181,7 @@ class Queue:
         self.fe = fe
         self.index = index
         self.base = index * RING_STRIDE
-        self.desc, self.avail, self.used = self.base, self.base + 0x1000, self.base + 0x2000
+        self.desc, self.avail, self.used_ring = self.base, self.base + 0x1000, self.base + 0x2000
         self.data = DATA_BASE + index * DATA_STRIDE
         self.avail_idx = 0
         self.used_idx = 0
@@ -188,7 +193,7 @@ class Queue:
         fe.send(SET_VRING_NUM, struct.pack("<II", i, QSIZE))
         fe.send(SET_VRING_BASE, struct.pack("<II", i, 0))
         fe.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", i, 0, UADDR + self.desc,
-                                            UADDR + self.used, UADDR + self.avail, 0))
+                                            UADDR + self.used_ring, UADDR + self.avail, 0))
         fe.send(SET_VRING_KICK, struct.pack("<Q", i), [self.kick])
         fe.send(SET_VRING_CALL, struct.pack("<Q", i), [self.call])
         if fe.acked & bit(F_PROTOCOL_FEATURES):
@@ -198,8 +203,10 @@ class Queue:
         os.close(self.kick)
         os.close(self.call)
 
-    def submit(self, req_type, sector, out=b"", in_len=0, payload=None):
-        """One request, waited for. Returns (status, data read, used len)."""
+    def place(self, head, addr, req_type, sector, out=b"", in_len=0, payload=None):
+        """Lay out one chain from descriptor @head, its buffers from guest
+        address @addr, and make it available (no kick). Returns the chain's
+        [(address, length)] and the next free address."""
         m = self.fe.mem
         hdr = struct.pack("<IIQ", req_type, 0, sector)
         segs = [(hdr, 0)]
@@ -210,28 +217,47 @@ class Queue:
         if in_len:
             segs.append((b"\0" * in_len, DESC_F_WRITE))
         segs.append((b"\xff", DESC_F_WRITE))  # status byte
-        addr = self.data
         for n, (buf, flags) in enumerate(segs):
             m[addr:addr + len(buf)] = buf
             last = n == len(segs) - 1
-            struct.pack_into("<QIHH", m, self.desc + 16 * n, addr, len(buf),
-                             flags | (0 if last else DESC_F_NEXT), 0 if last else n + 1)
+            struct.pack_into("<QIHH", m, self.desc + 16 * (head + n), addr, len(buf),
+                             flags | (0 if last else DESC_F_NEXT), 0 if last else head + n + 1)
             segs[n] = (addr, len(buf))
             addr += (len(buf) + 511) & ~511
-        struct.pack_into("<H", m, self.avail + 4 + 2 * (self.avail_idx % QSIZE), 0)
+        struct.pack_into("<H", m, self.avail + 4 + 2 * (self.avail_idx % QSIZE), head)
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         struct.pack_into("<HH", m, self.avail, 0, self.avail_idx)
+        return segs, addr
+
+    def used(self):
+        """The (head, length) entries the device added to the used ring
+        since the last look."""
+        m = self.fe.mem
+        idx = struct.unpack_from("<H", m, self.used_ring + 2)[0]
+        out = []
+        while self.used_idx != idx:
+            elem = self.used_ring + 4 + 8 * (self.used_idx % QSIZE)
+            out.append(struct.unpack_from("<II", m, elem))
+            self.used_idx = (self.used_idx + 1) & 0xFFFF
+        return out
+
+    def submit(self, req_type, sector, out=b"", in_len=0, payload=None):
+        """One request, waited for. Returns (status, data read, used len)."""
+        m = self.fe.mem
+        segs, _ = self.place(0, self.data, req_type, sector, out, in_len, payload)
         os.eventfd_write(self.kick, 1)
         deadline = time.monotonic() + TIMEOUT
-        while struct.unpack_from("<H", m, self.used + 2)[0] == self.used_idx:
+        while True:
+            used = self.used()
+            if used:
+                break
             left = deadline - time.monotonic()
             check(left > 0, "queue %d: request type %d not answered" % (self.index, req_type))
             r, _, _ = select.select([self.call], [], [], left)
             if r:
                 os.eventfd_read(self.call)
-        elem = self.used + 4 + 8 * (self.used_idx % QSIZE)
-        head, used_len = struct.unpack_from("<II", m, elem)
-        self.used_idx = (self.used_idx + 1) & 0xFFFF
+        check(len(used) == 1, "queue %d: %d answers to one request" % (self.index, len(used)))
+        head, used_len = used[0]
         check(head == 0, "used head %d, expected 0" % head)
         status_addr = segs[-1][0]
         data = bytes(m[segs[-2][0]:segs[-2][0] + in_len]) if in_len else b""
@@ -312,7 +338,8 @@ class FrontEnd:
                 bit(BLK_F_WRITE_ZEROES) | (bit(BLK_F_MQ) if self.want_mq else 0))
         self.acked = self.offered & want
         self.send(SET_FEATURES, struct.pack("<Q", self.acked))
-        self.memfd = os.memfd_create("guest-ram", os.MFD_CLOEXEC)
+        # Sealable, as QEMU's memory-backend-memfd: the daemon seals it.
+        self.memfd = os.memfd_create("guest-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.memfd, MEM_SIZE)
         self.mem = mmap.mmap(self.memfd, MEM_SIZE)
         self.send(SET_MEM_TABLE, struct.pack("<IIQQQQ", 1, 0, 0, MEM_SIZE, UADDR, 0),
@@ -343,6 +370,7 @@ class FrontEnd:
 class Env:
     def __init__(self, exe):
         self.exe = exe
+        self.daemons = []
         self.dir = tempfile.mkdtemp(prefix="vub-")
         self.sock = os.path.join(self.dir, "sock")
         self.image = os.path.join(self.dir, "disk.img")
@@ -355,7 +383,8 @@ class Env:
 
     def start(self, *extra):
         d = Daemon(self.exe, self.args(*extra))
-        d.wait_ready()
+        self.daemons.append(d)
+        d.line = d.wait_ready()
         wait_socket(self.sock)
         return d
 
@@ -365,9 +394,14 @@ class Env:
             return f.read(n)
 
     def cleanup(self):
-        for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
-        os.rmdir(self.dir)
+        """Kill any daemon a failed check left running, remove the files."""
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.proc.kill()
+            d.proc.wait()
+            d.proc.stdout.close()
+            d.proc.stderr.close()
+        shutil.rmtree(self.dir)
 
 
 def stop_daemon(env, d, sig=signal.SIGTERM):
@@ -400,7 +434,25 @@ def sc_usage(env):
         (base + ["--backend", "nvme"], "--backend takes io_uring or file"),
         (base + ["--cow", "--backend", "file"], "do not combine it with --backend"),
         (base + ["--poll-us", "1000001"], "--poll-us must be a number"),
+        (base + ["--queues", "18446744073709551617"], "--queues must be a number from 1 to 64"),
+        (base + ["--queues", "4294967297"], "--queues must be a number from 1 to 64"),
+        (base + ["--queues", " 2"], "--queues must be a number from 1 to 64"),
+        (base + ["--queues", "+2"], "--queues must be a number from 1 to 64"),
+        (base + ["--queues", ""], "--queues must be a number from 1 to 64"),
+        (base + ["--queues", "0x2"], "--queues must be a number from 1 to 64"),
+        (base + ["--queue-size", "4294967296"], "--queue-size must be a power of two"),
+        (base + ["--queue-size", "128k"], "--queue-size must be a power of two"),
+        (base + ["--poll-us", "99999999999999999999"], "--poll-us must be a number"),
+        (base + ["--poll-us", "10us"], "--poll-us must be a number"),
         (base + ["--frobnicate"], "unknown option '--frobnicate'"),
+        (base + ["-xv"], "unknown option '-x'"),
+        (base + ["-vx"], "unknown option '-x'"),
+        (base + ["--readonly=yes"], "option --readonly takes no value"),
+        (base + ["--verbose=1"], "option --verbose takes no value"),
+        (base + ["--read=1"], "option --read takes no value"),
+        (base + ["--queue=1"], "unknown option '--queue=1'"),  # ambiguous
+        (["--socket", s, "--image", ""], "--image FILE must not be empty"),
+        (base + ["--stats", ""], "--stats FILE must not be empty"),
         (base + ["--queues"], "option --queues needs a value"),
         (base + ["extra"], "unexpected argument 'extra'"),
         (["--socket", "/tmp/" + "x" * 120, "--image", i], "--socket path must be 1 to 107"),
@@ -410,6 +462,10 @@ def sc_usage(env):
     run_expect(exe, ["--help"], 0, "usage: vhost-user-blk", stream="stdout")
     run_expect(exe, base + ["--stats", "/nonexistent-dir/stats"], 1,
                "cannot write the statistics file /nonexistent-dir/stats.tmp")
+    # FILE.tmp could be made, but never renamed over a directory.
+    run_expect(exe, base + ["--stats", env.dir], 1,
+               "cannot write the statistics file %s: Is a directory" % env.dir)
+    check(not os.path.exists(env.dir + ".tmp"), "left %s.tmp behind" % env.dir)
     check(not os.path.exists(s), "a refused start left a socket behind")
 
 
@@ -498,6 +554,65 @@ def sc_sigterm_connected(env):
     check(env.image_bytes(3 * 512, 512) == b"\x42" * 512, "write lost")
 
 
+INFLIGHT_WRITES = 5  # chains of 3 descriptors in a 16-entry ring
+INFLIGHT_LEN = 8192
+INFLIGHT_ROUNDS = 10
+
+
+def sc_sigterm_inflight(env):
+    """SIGTERM right behind a kick of several writes, so that some may still
+    be with the backend when the signal is handled: the daemon must finish
+    them before it writes its final counters and exits. Whatever the timing,
+    every write is then wholly in the image or not at all, every answered one
+    is in it, and the final counters match the image."""
+    dropped = 0
+    for rnd in range(INFLIGHT_ROUNDS):
+        d = env.start()
+        fe = FrontEnd(env.sock)
+        try:
+            fe.negotiate()
+            fe.start(1)
+            q = fe.queues[0]
+            old = env.image_bytes(0, IMAGE_SIZE)
+            writes, addr = [], q.data
+            for i in range(INFLIGHT_WRITES):
+                sector = 64 + i * (INFLIGHT_LEN // 512 + 1)
+                data = bytes((rnd * 37 + i * 11 + n) & 0xFF for n in range(INFLIGHT_LEN))
+                _, addr = q.place(3 * i, addr, T_OUT, sector, out=data)
+                writes.append((sector, data))
+            os.eventfd_write(q.kick, 1)
+            d.signal(signal.SIGTERM)
+            st = stop_daemon(env, d)
+            answered = q.used()
+        finally:
+            fe.close()
+        image = env.image_bytes(0, IMAGE_SIZE)
+        done = 0
+        for i, (sector, data) in enumerate(writes):
+            got = image[sector * 512:sector * 512 + INFLIGHT_LEN]
+            was = old[sector * 512:sector * 512 + INFLIGHT_LEN]
+            check(got in (data, was), "round %d: write %d is partly in the image" % (rnd, i))
+            done += got == data
+        heads = sorted(h for h, _ in answered)
+        check(set(heads) <= {3 * i for i in range(INFLIGHT_WRITES)}, "used heads %s" % heads)
+        for h in heads:
+            sector, data = writes[h // 3]
+            check(image[sector * 512:sector * 512 + INFLIGHT_LEN] == data,
+                  "round %d: write %d was answered but is not in the image" % (rnd, h // 3))
+        # Counted when answered (writes) and when the backend completed
+        # (backend_*): the latter must cover every write in the image.
+        check(st["writes"] == len(heads) and st["bytes_written"] == len(heads) * INFLIGHT_LEN,
+              "round %d: %d answered, counters %s" % (rnd, len(heads), st))
+        check(st["backend_writes_ok"] == done and
+              st["backend_bytes_written"] == done * INFLIGHT_LEN,
+              "round %d: %d writes in the image, backend counters %s" % (rnd, done, st))
+        dropped += done - len(heads)
+    # Not a check (it depends on timing): how often the signal came while
+    # writes were with the backend, their answers dropped by the reset.
+    print("%d of %d writes completed after SIGTERM without an answer" %
+          (dropped, INFLIGHT_ROUNDS * INFLIGHT_WRITES))
+
+
 def io_checks(env, d, fe, expect_queues, readonly=False, cow=False, queue_size=256):
     fe.negotiate()
     check(fe.capacity == IMAGE_SIZE // 512, "capacity %d sectors" % fe.capacity)
@@ -533,7 +648,16 @@ def io_checks(env, d, fe, expect_queues, readonly=False, cow=False, queue_size=2
         check(used_len == 1025, "read used length %d" % used_len)
         status, _, _ = q.submit(T_IN, IMAGE_SIZE // 512 - 1, in_len=1024)
         check(status == S_IOERR, "read past the end: status %d" % status)
-    if not readonly:
+    if readonly:
+        # Not offered on a read-only disk: a driver that sends them anyway
+        # is told they are not supported, and nothing changes.
+        check(not fe.offered & (bit(BLK_F_DISCARD) | bit(BLK_F_WRITE_ZEROES)),
+              "DISCARD / WRITE_ZEROES offered on a read-only disk")
+        q = fe.queues[-1]
+        for t in (T_WRITE_ZEROES, T_DISCARD):
+            status, _, _ = q.submit(t, 0, payload=struct.pack("<QII", 8, 1, 0))
+            check(status == S_UNSUPP, "request %d on a read-only disk: status %d" % (t, status))
+    else:
         # Zero the first sector the last queue wrote.
         q = fe.queues[-1]
         sector = 8 + 2 * q.index
@@ -548,10 +672,11 @@ def io_checks(env, d, fe, expect_queues, readonly=False, cow=False, queue_size=2
     st = request_stats(d, env.stats)
     n = len(fe.queues)
     # Refused requests (the write to a read-only disk, the read past the
-    # end) count as malformed, not as reads or writes.
+    # end, the two unsupported ones) count as malformed, not in their type.
     check(st["writes"] == writes and st["flushes"] == n and
           st["reads"] == n + (0 if readonly else 1) and
-          st["malformed"] == n * (2 if readonly else 1), "counters: %s" % st)
+          st["malformed"] == (n * 2 + 2 if readonly else n) and
+          st["unsupp"] == (2 if readonly else 0), "counters: %s" % st)
     check(st["get_ids"] == n, "get_ids %d" % st["get_ids"])
     check(st["backend_flushes_ok"] >= n, "backend_flushes_ok %d" % st["backend_flushes_ok"])
     check(st["backend_writes_ok"] == writes, "backend_writes_ok %d" % st["backend_writes_ok"])
@@ -565,18 +690,30 @@ def io_checks(env, d, fe, expect_queues, readonly=False, cow=False, queue_size=2
     if readonly or cow:
         check(after == original, "the image changed")
     else:
+        # Every byte: the writes where they belong, nothing else touched.
+        # The discarded sectors are zero where the file system can punch a
+        # hole, else unchanged (a discard is advisory).
+        want = bytearray(original)
         for q in fe.queues:
             sector = 8 + 2 * q.index
-            got = after[sector * 512:sector * 512 + 1024]
-            want = bytes((q.index * 31 + n) & 0xFF for n in range(1024))
-            if q is fe.queues[-1]:
-                want = b"\0" * 512 + want[512:]
-            check(got == want, "queue %d's write is not in the image" % q.index)
+            want[sector * 512:sector * 512 + 1024] = bytes((q.index * 31 + n) & 0xFF
+                                                           for n in range(1024))
+        sector = 8 + 2 * fe.queues[-1].index
+        want[sector * 512:sector * 512 + 512] = bytes(512)
+        for q in fe.queues:
+            sector = 8 + 2 * q.index
+            check(after[sector * 512:sector * 512 + 1024] == want[sector * 512:sector * 512 + 1024],
+                  "queue %d's write is not in the image" % q.index)
+        check(after[32 * 512:36 * 512] in (bytes(4 * 512), original[32 * 512:36 * 512]),
+              "discarded sectors neither zero nor unchanged")
+        want[32 * 512:36 * 512] = after[32 * 512:36 * 512]
+        check(after == want, "the image changed outside the sectors written")
     return st
 
 
-def sc_io(env, extra, queues=1, readonly=False, cow=False, queue_size=256):
+def sc_io(env, extra, backend, queues=1, readonly=False, cow=False, queue_size=256):
     d = env.start(*extra)
+    check(", backend %s," % backend in d.line, "not the %s backend" % backend)
     fe = FrontEnd(env.sock)
     try:
         io_checks(env, d, fe, queues, readonly=readonly, cow=cow, queue_size=queue_size)
@@ -586,13 +723,52 @@ def sc_io(env, extra, queues=1, readonly=False, cow=False, queue_size=256):
     check(st["vu_connections"] == 1, "final vu_connections %d" % st["vu_connections"])
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def sc_io_poll(env):
+    """--poll-us: I/O works while the loop spins, and once nothing happens
+    for that long the daemon sleeps again (no CPU time while idle)."""
+    d = env.start("--poll-us", "20000")
+    fe = FrontEnd(env.sock)
+    try:
+        io_checks(env, d, fe, 1)
+        time.sleep(0.2)  # ten times the polling budget
+        t0 = cpu_ticks(d.proc.pid)
+        time.sleep(1.0)
+        idle = cpu_ticks(d.proc.pid) - t0
+        hz = os.sysconf("SC_CLK_TCK")
+        check(idle <= hz // 10, "%d ticks of CPU in 1 s while idle: still spinning" % idle)
+    finally:
+        fe.close()
+        stop_daemon(env, d)
+
+
+def held(d):
+    """The daemon's open fds and its mappings of the front-ends' memory."""
+    fds = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+    with open("/proc/%d/maps" % d.proc.pid) as f:
+        maps = sum("memfd:guest-ram" in line for line in f)
+    return fds, maps
+
+
 def sc_reconnect(env):
     d = env.start("--backend", "file")
+    idle = held(d)
+    check(idle[1] == 0, "guest memory mapped before any connection")
     try:
         fe = FrontEnd(env.sock)
         io_checks(env, d, fe, 1)
+        check(held(d)[1] >= 1, "guest memory not mapped while connected")
         fe.close()
         wait_idle(env, d, 1)
+        # A closed connection leaves no fd and no mapping behind.
+        check(held(d) == idle, "fds and guest mappings %s, %s before the connection" %
+              (held(d), idle))
         # A hostile message: a payload larger than any request.
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(TIMEOUT)
@@ -601,6 +777,7 @@ def sc_reconnect(env):
         check(s.recv(64) == b"", "the daemon kept a connection that sent a bad header")
         s.close()
         wait_idle(env, d, 2)
+        check(held(d) == idle, "after a hostile connection: %s, %s before" % (held(d), idle))
         # A well-behaved front-end is served again, with fresh state.
         fe = FrontEnd(env.sock)
         fe.negotiate()
@@ -609,17 +786,31 @@ def sc_reconnect(env):
         check(status == S_OK and data == bytes((31 * 0 + n) & 0xFF for n in range(512, 1024)),
               "read after reconnect")
         fe.close()
+        wait_idle(env, d, 3)
+        check(held(d) == idle, "after the third connection: %s, %s before" % (held(d), idle))
     finally:
         st = stop_daemon(env, d)
     check(st["vu_connections"] == 3, "vu_connections %d" % st["vu_connections"])
     check(st["vu_bad_messages"] >= 1, "vu_bad_messages %d" % st["vu_bad_messages"])
 
 
-def have_io_uring(env):
-    # Ask the daemon: without io_uring, --backend io_uring stops with this.
-    p = subprocess.run([env.exe, "--socket", os.path.join(env.dir, "no", "sock"), "--image",
-                        env.image, "--backend", "io_uring"], capture_output=True, timeout=TIMEOUT)
-    return b"io_uring is not available" not in p.stderr
+def io_uring_missing():
+    """Why the daemon cannot have io_uring here, or None: the library was
+    built without liburing (meson passes VDEV_HAVE_LIBURING), or this kernel
+    refuses io_uring_setup (compiled out, disabled by sysctl or seccomp)."""
+    if os.environ.get("VDEV_HAVE_LIBURING") == "0":
+        return "the library was built without liburing"
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params, zeroed
+    fd = libc.syscall(425, 2, params)  # __NR_io_uring_setup on x86-64 and arm64
+    if fd < 0:
+        return "io_uring_setup: %s" % os.strerror(ctypes.get_errno())
+    os.close(fd)
+    return None
+
+
+def default_backend():
+    return "file" if io_uring_missing() else "io_uring"
 
 
 SCENARIOS = {
@@ -629,12 +820,14 @@ SCENARIOS = {
     "busy-socket": sc_busy_socket,
     "sigterm": sc_sigterm,
     "sigterm-connected": sc_sigterm_connected,
-    "io-file": lambda env: sc_io(env, ["--backend", "file"]),
-    "io-uring": lambda env: sc_io(env, ["--backend", "io_uring"]),
-    "io-readonly": lambda env: sc_io(env, ["--readonly", "--queue-size", "64"], readonly=True,
-                                     queue_size=64),
-    "io-cow": lambda env: sc_io(env, ["--cow"], cow=True),
-    "io-multiqueue": lambda env: sc_io(env, ["--queues", "4"], queues=4),
+    "sigterm-inflight": sc_sigterm_inflight,
+    "io-file": lambda env: sc_io(env, ["--backend", "file"], "file"),
+    "io-uring": lambda env: sc_io(env, ["--backend", "io_uring"], "io_uring"),
+    "io-readonly": lambda env: sc_io(env, ["--readonly", "--queue-size", "64"], default_backend(),
+                                     readonly=True, queue_size=64),
+    "io-cow": lambda env: sc_io(env, ["--cow"], "cow", cow=True),
+    "io-multiqueue": lambda env: sc_io(env, ["--queues", "4"], default_backend(), queues=4),
+    "io-poll": sc_io_poll,
     "reconnect": sc_reconnect,
 }
 
@@ -644,14 +837,18 @@ def main():
         print("usage: check-daemon.py DAEMON {%s}" % ",".join(SCENARIOS), file=sys.stderr)
         return 99
     exe, name = sys.argv[1], sys.argv[2]
+    if name == "io-uring" and io_uring_missing():
+        print("SKIP: no io_uring: %s" % io_uring_missing())
+        return 77
     env = Env(exe)
     try:
-        if name == "io-uring" and not have_io_uring(env):
-            print("SKIP: io_uring is not available here")
-            return 77
         SCENARIOS[name](env)
     except Fail as e:
         print("FAILED: %s" % e)
+        return 1
+    except Exception:  # a bug here or an unexpected reply: still a failure
+        traceback.print_exc(file=sys.stdout)
+        print("FAILED: unexpected exception")
         return 1
     finally:
         env.cleanup()

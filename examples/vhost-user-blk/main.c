@@ -139,6 +139,29 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 	return 0;
 }
 
+/*
+ * getopt_long returned '?' for @arg (argv[optind - 1]). optopt tells the
+ * cases apart: one of our long options given a value it does not take
+ * ("--readonly=1": its val), a short option letter that is not ours (then @arg
+ * may be the previous argument: in "-xv" optind has not moved past it yet),
+ * or 0 for an unknown or ambiguous long option.
+ */
+static void bad_option(const char *arg, const struct option *longopts)
+{
+	const char *eq = strchr(arg, '=');
+
+	for (; optopt && eq && !strncmp(arg, "--", 2) && longopts->name; longopts++) {
+		if (longopts->val == optopt) {
+			say("option %.*s takes no value", (int)(eq - arg), arg);
+			return;
+		}
+	}
+	if (optopt > 0 && optopt < 256)
+		say("unknown option '-%c' (try --help)", optopt);
+	else
+		say("unknown option '%s' (try --help)", arg);
+}
+
 /* Returns 0, 1 after --help, -1 on bad usage (after saying why). */
 static int parse_args(int argc, char **argv, struct options *opt)
 {
@@ -224,7 +247,7 @@ static int parse_args(int argc, char **argv, struct options *opt)
 			say("option %s needs a value", argv[optind - 1]);
 			return -1;
 		default:
-			say("unknown option '%s' (try --help)", argv[optind - 1]);
+			bad_option(argv[optind - 1], longopts);
 			return -1;
 		}
 	}
@@ -234,6 +257,10 @@ static int parse_args(int argc, char **argv, struct options *opt)
 	}
 	if (!opt->socket_path || !opt->image) {
 		say("--socket PATH and --image FILE are required (try --help)");
+		return -1;
+	}
+	if (!opt->image[0] || (opt->stats_path && !opt->stats_path[0])) {
+		say("--%s FILE must not be empty", opt->image[0] ? "stats" : "image");
 		return -1;
 	}
 	if (!opt->socket_path[0] || strlen(opt->socket_path) >= sizeof(sun.sun_path)) {
@@ -356,13 +383,18 @@ static int create_device(struct daemon *d)
 
 /* ---- statistics ------------------------------------------------------- */
 
-/* Can we create files next to the statistics file? Checked at start so a
- * typo fails now rather than at the first SIGUSR1. */
+/* Can we create files next to the statistics file, and rename one over it?
+ * Checked at start so a typo fails now rather than at the first SIGUSR1. */
 static int check_stats_path(const char *path)
 {
+	struct stat st;
 	char tmp[4096];
 	int fd;
 
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		say("cannot write the statistics file %s: %s", path, strerror(EISDIR));
+		return -1;
+	}
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
 		say("--stats path too long");
 		return -1;

@@ -38,11 +38,19 @@ class Failure(Exception):
     """The run failed; the message says why."""
 
 
-def qemu_binary():
-    path = shutil.which('qemu-system-x86_64')
+def _binary(name):
+    path = shutil.which(name)
     if not path:
-        raise Skip('qemu-system-x86_64 is not installed')
+        raise Skip('%s is not installed' % name)
     return path
+
+
+def qemu_binary():
+    return _binary('qemu-system-x86_64')
+
+
+def peer_binary():
+    return _binary('qemu-storage-daemon')
 
 
 def build_guest(outdir):
@@ -95,6 +103,20 @@ def proc_cpu_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
+def unix_listening(path):
+    """Whether a unix stream socket bound to path listens (/proc/net/unix;
+    without connecting, which a back-end would take for a front-end)."""
+    acceptcon = 0x10000  # __SO_ACCEPTCON in the Flags column: listen() was called
+    with open('/proc/net/unix') as f:
+        next(f)
+        for line in f:
+            # Num RefCount Protocol Flags Type St Inode Path (may hold spaces)
+            fields = line.rstrip('\n').split(None, 7)
+            if len(fields) == 8 and fields[7] == path and int(fields[3], 16) & acceptcon:
+                return True
+    return False
+
+
 def tail(path, n=30):
     try:
         with open(path, errors='replace') as f:
@@ -114,8 +136,8 @@ class Backend:
         self.sock = sock
         self.tag = tag
         self.proc = None
-        self.starts = 0
         self.log = None
+        self.logs = []  # one per start
 
     def argv(self):
         raise NotImplementedError
@@ -126,8 +148,13 @@ class Backend:
     def start(self, timeout=20):
         if os.path.exists(self.sock):
             os.unlink(self.sock)
-        self.starts += 1
-        self.log = os.path.join(self.workdir, '%s.%d.log' % (self.tag, self.starts))
+        # Numbered across the work dir: a back-end started anew for the same
+        # case (a restart) keeps the first one's log.
+        n = 1
+        while os.path.exists(os.path.join(self.workdir, '%s.%d.log' % (self.tag, n))):
+            n += 1
+        self.log = os.path.join(self.workdir, '%s.%d.log' % (self.tag, n))
+        self.logs.append(self.log)
         with open(self.log, 'wb') as log:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT)
@@ -171,8 +198,7 @@ class Backend:
         """Stop the back-end; fail on a non-zero status or a sanitizer report
         in any of its logs."""
         rc = self.stop()
-        for i in range(1, self.starts + 1):
-            path = os.path.join(self.workdir, '%s.%d.log' % (self.tag, i))
+        for path in self.logs:
             with open(path, errors='replace') as f:
                 text = f.read()
             if SANITIZER_RE.search(text):
@@ -245,9 +271,7 @@ class PeerDaemon(Backend):
         self.aio = aio  # the file driver's aio= (threads when None)
 
     def argv(self):
-        exe = shutil.which('qemu-storage-daemon')
-        if not exe:
-            raise Skip('qemu-storage-daemon is not installed')
+        exe = peer_binary()
         ro = 'on' if self.readonly else 'off'
         return [exe,
                 '--blockdev', 'driver=file,node-name=file0,filename=%s,discard=unmap,'
@@ -257,8 +281,9 @@ class PeerDaemon(Backend):
                 (self.sock, 'off' if self.readonly else 'on', self.queues)]
 
     def ready(self):
-        # The export binds and listens in one step at start-up.
-        return os.path.exists(self.sock)
+        # The socket file appears at bind(), a moment before listen():
+        # QEMU connecting in between would be refused.
+        return unix_listening(self.sock)
 
 
 class Guest:
@@ -303,8 +328,11 @@ class Guest:
             raise Failure('guest timed out') from None
 
     def send(self, line):
-        self.proc.stdin.write(line.encode() + b'\n')
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(line.encode() + b'\n')
+            self.proc.stdin.flush()
+        except OSError as e:
+            raise Failure('cannot answer the guest: QEMU closed its console (%s)' % e) from None
 
     def kill(self):
         if self.proc.poll() is None:

@@ -78,12 +78,8 @@ VDEV_EXPORT int vdev_blk_backend_get_stats(const vdev_blk_backend *b,
 					   struct vdev_blk_backend_stats *st)
 {
 	struct vdev_blk_backend_stats s = VDEV_BLK_BACKEND_STATS_INIT;
-	uint32_t size;
 
 	if (!b || !st)
-		return -EINVAL;
-	size = st->struct_size;
-	if (size < sizeof(uint32_t))
 		return -EINVAL;
 	s.completed = vdi_load_relaxed(&b->completed);
 	s.errors = vdi_load_relaxed(&b->errors);
@@ -94,9 +90,7 @@ VDEV_EXPORT int vdev_blk_backend_get_stats(const vdev_blk_backend *b,
 	s.write_zeroes_ok = vdi_load_relaxed(&b->ok[VDEV_BLK_IO_WRITE_ZEROES]);
 	s.bytes_read = vdi_load_relaxed(&b->bytes_read);
 	s.bytes_written = vdi_load_relaxed(&b->bytes_written);
-	memcpy(st, &s, VDI_MIN((size_t)size, sizeof(s)));
-	st->struct_size = size;
-	return 0;
+	return vdi_copy_out_versioned(st, &s, sizeof(s));
 }
 
 VDEV_EXPORT void vdev_blk_backend_free(vdev_blk_backend *b)

@@ -1356,12 +1356,8 @@ VDEV_EXPORT int vdev_blk_process_completions(vdev_blk *blk, uint32_t queue)
 VDEV_EXPORT int vdev_blk_get_stats(vdev_blk *blk, struct vdev_blk_stats *st)
 {
 	struct vdev_blk_stats s = VDEV_BLK_STATS_INIT;
-	uint32_t size;
 
 	if (!blk || !st)
-		return -EINVAL;
-	size = st->struct_size;
-	if (size < sizeof(uint32_t))
 		return -EINVAL;
 	for (uint32_t i = 0; i < blk->cfg.num_queues; i++) {
 		const struct blk_counters *c = &blk->queues[i].c;
@@ -1381,7 +1377,5 @@ VDEV_EXPORT int vdev_blk_get_stats(vdev_blk *blk, struct vdev_blk_stats *st)
 		SUM(malformed);
 #undef SUM
 	}
-	memcpy(st, &s, VDI_MIN((size_t)size, sizeof(s)));
-	st->struct_size = size;
-	return 0;
+	return vdi_copy_out_versioned(st, &s, sizeof(s));
 }

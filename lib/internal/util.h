@@ -32,6 +32,24 @@ static inline int vdi_copy_versioned(void *dst, size_t dst_size, const void *src
 	return 0;
 }
 
+/*
+ * The other direction, for getters: copy our @src (@src_size bytes, a
+ * struct that starts with struct_size) out to the caller's @dst, as much as
+ * the caller's struct_size says it holds, keeping that struct_size.
+ * Returns 0, or -EINVAL when the caller's struct_size is too small.
+ */
+static inline int vdi_copy_out_versioned(void *dst, const void *src, size_t src_size)
+{
+	uint32_t n;
+
+	memcpy(&n, dst, sizeof(n));
+	if (n < sizeof(uint32_t))
+		return -22; /* -EINVAL */
+	memcpy((char *)dst + sizeof(n), (const char *)src + sizeof(n),
+	       (n < src_size ? n : src_size) - sizeof(n));
+	return 0;
+}
+
 /* Little-endian guest fields. x86 and arm64 are little endian; the swaps
  * keep big-endian hosts correct. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__

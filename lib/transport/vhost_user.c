@@ -885,12 +885,8 @@ VDEV_EXPORT int vdev_vhost_user_get_stats(const vdev_vhost_user *vu,
 					  struct vdev_vhost_user_stats *st)
 {
 	struct vdev_vhost_user_stats s = VDEV_VHOST_USER_STATS_INIT;
-	uint32_t size;
 
 	if (!vu || !st)
-		return -EINVAL;
-	size = st->struct_size;
-	if (size < sizeof(uint32_t))
 		return -EINVAL;
 #define LD(f) s.f = __atomic_load_n(&vu->stats.f, __ATOMIC_RELAXED)
 	LD(connections);
@@ -900,7 +896,5 @@ VDEV_EXPORT int vdev_vhost_user_get_stats(const vdev_vhost_user *vu,
 	LD(calls);
 	LD(mapped_regions);
 #undef LD
-	memcpy(st, &s, VDI_MIN((size_t)size, sizeof(s)));
-	st->struct_size = size;
-	return 0;
+	return vdi_copy_out_versioned(st, &s, sizeof(s));
 }

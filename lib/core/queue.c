@@ -84,7 +84,7 @@ VDEV_EXPORT int vdev_queue_new(const struct vdev_queue_config *cfg_in, vdev_mem 
 {
 	struct vdev_queue_config cfg;
 	vdev_queue *q;
-	uint64_t n;
+	uint64_t n, len[3];
 	int r;
 
 	if (!cfg_in || !mem || !out)
@@ -109,27 +109,28 @@ VDEV_EXPORT int vdev_queue_new(const struct vdev_queue_config *cfg_in, vdev_mem 
 	q->device_addr = cfg.device_addr;
 	q->notify_enabled = 1;
 	n = cfg.size;
+	vdi_queue_area_sizes(!!(cfg.flags & VDEV_QUEUE_F_PACKED), n, len);
 
 	if (cfg.flags & VDEV_QUEUE_F_PACKED) {
-		r = ring_area(q, cfg.desc_addr, 16 * n, 16, VDEV_MEM_READ | VDEV_MEM_WRITE,
+		r = ring_area(q, cfg.desc_addr, len[0], 16, VDEV_MEM_READ | VDEV_MEM_WRITE,
 			      (void **)&q->pdesc);
 		if (!r)
-			r = ring_area(q, cfg.driver_addr, 4, 4, VDEV_MEM_READ, (void **)&q->driver_evt);
+			r = ring_area(q, cfg.driver_addr, len[1], 4, VDEV_MEM_READ,
+				      (void **)&q->driver_evt);
 		if (!r)
-			r = ring_area(q, cfg.device_addr, 4, 4, VDEV_MEM_WRITE, (void **)&q->device_evt);
+			r = ring_area(q, cfg.device_addr, len[2], 4, VDEV_MEM_WRITE,
+				      (void **)&q->device_evt);
 		if (!r) {
 			q->pend = calloc(n, sizeof(*q->pend));
 			q->ids_inflight = calloc(65536 / 64, sizeof(uint64_t));
 			r = q->pend && q->ids_inflight ? vdi_packed_init(q) : -ENOMEM;
 		}
 	} else {
-		r = ring_area(q, cfg.desc_addr, 16 * n, 16, VDEV_MEM_READ, (void **)&q->desc);
+		r = ring_area(q, cfg.desc_addr, len[0], 16, VDEV_MEM_READ, (void **)&q->desc);
 		if (!r)
-			r = ring_area(q, cfg.driver_addr, 6 + 2 * n, 2, VDEV_MEM_READ,
-				      (void **)&q->avail);
+			r = ring_area(q, cfg.driver_addr, len[1], 2, VDEV_MEM_READ, (void **)&q->avail);
 		if (!r)
-			r = ring_area(q, cfg.device_addr, 6 + 8 * n, 4, VDEV_MEM_WRITE,
-				      (void **)&q->used);
+			r = ring_area(q, cfg.device_addr, len[2], 4, VDEV_MEM_WRITE, (void **)&q->used);
 		if (!r) {
 			q->heads_inflight = calloc((n + 63) / 64, sizeof(uint64_t));
 			r = q->heads_inflight ? vdi_split_init(q) : -ENOMEM;

@@ -14,4 +14,17 @@ typedef void (*vdi_queue_broken_fn)(void *ctx, vdev_queue *q, int err);
 
 void vdi_queue_set_owner(vdev_queue *q, vdi_queue_broken_fn fn, void *ctx);
 
+/*
+ * Bytes of a ring's three areas for @num descriptors (split: descriptor
+ * table, available ring, used ring, each with the event index; packed:
+ * descriptor ring, driver and device event areas), as vdev_queue_new checks
+ * them: for transports that check ring addresses before creating the queue.
+ */
+static inline void vdi_queue_area_sizes(int packed, uint64_t num, uint64_t len[3])
+{
+	len[0] = 16 * num;
+	len[1] = packed ? 4 : 6 + 2 * num;
+	len[2] = packed ? 4 : 6 + 8 * num;
+}
+
 #endif

@@ -39,6 +39,7 @@
 #include <virtio-dev/device.h>
 
 #include "core/device_internal.h"
+#include "core/queue_internal.h"
 #include "internal/util.h"
 #include "transport/vhost_user_priv.h"
 
@@ -85,15 +86,6 @@ int vdi_vu_any_started(const vdev_vhost_user *vu)
 	return 0;
 }
 
-/* Bytes of the three ring areas (split: descriptors, available, used;
- * packed: descriptors, driver and device event areas). */
-static void ring_sizes(int packed, uint32_t num, uint64_t len[3])
-{
-	len[0] = 16ull * num;
-	len[1] = packed ? 4 : 6 + 2ull * num;
-	len[2] = packed ? 4 : 6 + 8ull * num;
-}
-
 /* The ring's areas in guest-physical addresses, each inside one region. */
 static int ring_gpas(const vdev_vhost_user *vu, const struct vu_ring *r, uint32_t num,
 		     uint64_t gpa[3])
@@ -101,7 +93,7 @@ static int ring_gpas(const vdev_vhost_user *vu, const struct vu_ring *r, uint32_
 	const uint64_t uva[3] = {r->desc_uva, r->avail_uva, r->used_uva};
 	uint64_t len[3];
 
-	ring_sizes(vdi_vu_packed(vu), num, len);
+	vdi_queue_area_sizes(vdi_vu_packed(vu), num, len);
 	for (int i = 0; i < 3; i++) {
 		/* num 0 (not known yet): check the first byte only. */
 		if (vdi_vu_uva_to_gpa(vu, uva[i], len[i] ? len[i] : 1, &gpa[i]) < 0)

@@ -59,6 +59,26 @@ struct vdev_bus_device_ops {
 	 * bytes), its length into *len; -ENOSPC with *len = the size needed. */
 	int (*snapshot)(void *opaque, void *buf, uint64_t cap, uint64_t *len);
 	int (*restore)(void *opaque, const void *buf, uint64_t len);
+
+	/* ---- Since 0.2: the PCI half (pci.h). All may be NULL for a device
+	 * that is not a PCI function; a vdev_pci_root needs the first two. ---- */
+	/* Config space dword @reg (0..1023: 0..63 the legacy 256 bytes, the rest
+	 * PCIe extended space), in guest (little-endian) order. */
+	uint32_t (*config_register_read)(void *opaque, uint32_t reg);
+	/* Write @size (1, 2 or 4) bytes of @data at byte @offset (0..3,
+	 * @offset + @size <= 4) of dword @reg. Return 0, or a negative errno
+	 * when the write was refused as a whole (nothing changed). Read-only
+	 * bits are simply kept: that is not a refusal. */
+	int (*config_register_write)(void *opaque, uint32_t reg, uint32_t offset, const void *data,
+				     uint32_t size);
+	/* The function's virtual config registers (vdev_pci_vcfg's trapped
+	 * page): dword @reg, 0..1023. */
+	uint32_t (*virtual_config_register_read)(void *opaque, uint32_t reg);
+	void (*virtual_config_register_write)(void *opaque, uint32_t reg, uint32_t value);
+	/* A PCI-to-PCI bridge returns its secondary bus number (0..255) as
+	 * currently programmed; any other function returns -1 (or leaves this
+	 * NULL). */
+	int32_t (*is_bridge)(void *opaque);
 };
 
 #define VDEV_BUS_DEVICE_OPS_INIT VDEV_STRUCT_INIT(struct vdev_bus_device_ops)

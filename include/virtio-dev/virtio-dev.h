@@ -13,5 +13,6 @@
 #include "mmio.h"
 #include "blk.h"
 #include "vhost-user.h"
+#include "pci.h"
 
 #endif

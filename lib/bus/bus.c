@@ -190,7 +190,12 @@ static int ops_equal(const struct vdev_bus_device_ops *a, const struct vdev_bus_
 {
 	return a->debug_label == b->debug_label && a->read == b->read && a->write == b->write &&
 	       a->destroy == b->destroy && a->sleep == b->sleep && a->wake == b->wake &&
-	       a->snapshot == b->snapshot && a->restore == b->restore;
+	       a->snapshot == b->snapshot && a->restore == b->restore &&
+	       a->config_register_read == b->config_register_read &&
+	       a->config_register_write == b->config_register_write &&
+	       a->virtual_config_register_read == b->virtual_config_register_read &&
+	       a->virtual_config_register_write == b->virtual_config_register_write &&
+	       a->is_bridge == b->is_bridge;
 }
 
 /* ---- references ---- */

@@ -14,5 +14,6 @@
 #include "blk.h"
 #include "vhost-user.h"
 #include "pci.h"
+#include "virtio-pci.h"
 
 #endif

@@ -15,5 +15,6 @@
 #include "vhost-user.h"
 #include "pci.h"
 #include "virtio-pci.h"
+#include "pcie.h"
 
 #endif

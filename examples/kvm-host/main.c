@@ -2,13 +2,15 @@
 /*
  * vdev-kvm-host: a small VMM on /dev/kvm that boots the project's test guest
  * (examples/kvm-host/guest, contract in tg-abi.h) with virtio-blk disks from
- * libvirtio-dev behind virtio-mmio, and reports what the guest and the
- * devices saw. See doc/kvm-host.md.
+ * libvirtio-dev behind virtio-mmio or virtio-pci, and reports what the guest
+ * and the devices saw. See doc/kvm-host.md.
  *
  *   vm.c       KVM: VM, RAM, vCPU loop, MSI routes, ioeventfd / irqfd
  *   loader.c   the guest ELF into RAM (no KVM in there)
  *   boot.c     the test guest's tables and CPL-3 long-mode registers
  *   testdev.c  the port-I/O test device (console, verdict, marks, power)
+ *   pciroot.c  the PCI host bridge (ECAM, 0xCF8/0xCFC, BAR windows)
+ *   hotplug.c  the PCIe root port and the control thread that hot-plugs a disk
  *   blkdev.c   the disks and the I/O thread
  *   native.c   the plain-liburing reference for the benchmark
  *
@@ -40,8 +42,10 @@
 
 #include "blkdev.h"
 #include "boot.h"
+#include "hotplug.h"
 #include "loader.h"
 #include "native.h"
+#include "pciroot.h"
 #include "testdev.h"
 #include "tg-abi.h"
 #include "tg-pattern.h"
@@ -89,6 +93,9 @@ static const struct {
 	{"hostile=order", TG_MODE_HOSTILE, TG_HOSTILE_ORDER},
 	{"hostile=loop", TG_MODE_HOSTILE, TG_HOSTILE_LOOP},
 	{"hostile=grow-race", TG_MODE_HOSTILE, TG_HOSTILE_GROW_RACE},
+	{"hostile=bar-overlap", TG_MODE_HOSTILE, TG_HOSTILE_BAR_OVERLAP},
+	{"hotplug", TG_MODE_HOTPLUG, 0},
+	{"hostile=slot-power", TG_MODE_HOSTILE, TG_HOSTILE_SLOT_POWER},
 };
 
 static void usage(FILE *f)
@@ -97,10 +104,15 @@ static void usage(FILE *f)
 		"usage: vdev-kvm-host [options]\n"
 		"  --guest PATH        the test guest ELF (default: guest/vdev-test-guest next to\n"
 		"                      this program)\n"
-		"  --blk FILE[,ro][,transport=mmio][,backend=io_uring|file]\n"
-		"                      a virtio-blk disk (repeatable, up to %u)\n"
+		"  --blk FILE[,ro][,transport=mmio|pci][,backend=io_uring|file][,hotplug]\n"
+		"                      a virtio-blk disk (repeatable, up to %u); disk i is\n"
+		"                      virtio-mmio at 0x%llx + i * 0x1000, or PCI 00:(i+1).0;\n"
+		"                      hotplug (disk 0, transport=pci): 01:00.0 behind the\n"
+		"                      PCIe root port 00:1f.0, plugged when the guest asks\n"
 		"  --mode M            verify (default), irq, bench, first-io,\n"
-		"                      hostile=bad-desc|queue-size0|order|loop|grow-race\n"
+		"                      hostile=bad-desc|queue-size0|order|loop|grow-race,\n"
+		"                      hostile=bar-overlap (virtio-pci),\n"
+		"                      hotplug, hostile=slot-power (a hotplug disk 0)\n"
 		"  --seed N            pattern seed (verify, irq; default 1)\n"
 		"  --verify-blocks N   4 KiB blocks the verify workload writes (default 64)\n"
 		"  --bench-ms N        bench: milliseconds per depth (default 1000)\n"
@@ -119,7 +131,8 @@ static void usage(FILE *f)
 		"  --kvm-device PATH   the KVM device (default /dev/kvm)\n"
 		"exit: 0 pass, 1 setup error, 2 usage, 3 guest/check failed, 4 guest crashed,\n"
 		"      5 timeout, 77 guest skipped\n",
-		TG_MAX_DEVICES, TG_MAX_DEPTHS, (unsigned)(TG_MIN_RAM >> 20), KH_RAM_MAX_MIB);
+		TG_MAX_DEVICES, (unsigned long long)TG_MMIO_BASE, TG_MAX_DEPTHS,
+		(unsigned)(TG_MIN_RAM >> 20), KH_RAM_MAX_MIB);
 }
 
 __attribute__((format(printf, 1, 2))) static int bad_option(const char *fmt, ...)
@@ -168,20 +181,25 @@ static int parse_blk(char *spec, struct kh_disk_opt *d)
 		return bad_option("--blk needs a file name");
 	d->path = tok;
 	d->backend = KH_BACKEND_URING;
+	d->transport = KH_TRANSPORT_MMIO;
 	while ((tok = strtok_r(NULL, ",", &save))) {
 		if (strcmp(tok, "ro") == 0)
 			d->readonly = 1;
 		else if (strcmp(tok, "transport=mmio") == 0)
-			;
+			d->transport = KH_TRANSPORT_MMIO;
 		else if (strcmp(tok, "transport=pci") == 0)
-			return bad_option("--blk: transport=pci is not yet supported (only mmio)");
+			d->transport = KH_TRANSPORT_PCI;
 		else if (strcmp(tok, "backend=io_uring") == 0)
 			d->backend = KH_BACKEND_URING;
 		else if (strcmp(tok, "backend=file") == 0)
 			d->backend = KH_BACKEND_FILE;
+		else if (strcmp(tok, "hotplug") == 0)
+			d->hotplug = 1;
 		else
 			return bad_option("--blk: unknown option '%s'", tok);
 	}
+	if (d->hotplug && d->transport != KH_TRANSPORT_PCI)
+		return bad_option("--blk: hotplug needs transport=pci");
 	return 0;
 }
 
@@ -220,6 +238,11 @@ static int parse_cpus(char *list, struct options *o)
 	o->vcpu_cpu = (int)v;
 	o->io_cpu = (int)i;
 	return 0;
+}
+
+static int is_hotplug_mode(const struct options *o)
+{
+	return o->mode == TG_MODE_HOTPLUG || o->hostile == TG_HOSTILE_SLOT_POWER;
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -357,6 +380,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return bad_option("unexpected argument '%s'", argv[optind]);
 	if (o->num_disks == 0)
 		return bad_option("the test guest needs a disk: give --blk FILE");
+	if (o->hostile == TG_HOSTILE_BAR_OVERLAP && o->disks[0].transport != KH_TRANSPORT_PCI)
+		return bad_option("--mode hostile=bar-overlap needs disk 0 on transport=pci");
+	for (uint32_t i = 1; i < o->num_disks; i++)
+		if (o->disks[i].hotplug)
+			return bad_option("--blk: only disk 0 can be hotplug (one slot)");
+	if (is_hotplug_mode(o) != o->disks[0].hotplug)
+		return bad_option("--mode hotplug and hostile=slot-power go with a hotplug disk 0 "
+				  "(--blk FILE,transport=pci,hotplug), and only they");
 	if (o->native && o->mode != TG_MODE_BENCH)
 		return bad_option("--native only goes with --mode bench");
 	if (o->native && !KH_HAVE_LIBURING)
@@ -504,7 +535,7 @@ static void print_features(uint64_t f)
 }
 
 static void fill_boot_info(struct tg_boot_info *bi, const struct options *o, struct kh_vm *vm,
-			   struct kh_blk **disks)
+			   struct kh_blk **disks, uint32_t pci_buses)
 {
 	memset(bi, 0, sizeof(*bi));
 	bi->magic = TG_BOOT_MAGIC;
@@ -516,20 +547,34 @@ static void fill_boot_info(struct tg_boot_info *bi, const struct options *o, str
 	bi->heap_start = TG_HEAP_GPA;
 	bi->heap_end = vm->ram_size;
 	bi->tsc_khz = vm->tsc_khz;
-	bi->num_devices = o->num_disks;
 	bi->verify_blocks = o->verify_blocks;
 	bi->bench_ms = o->bench_ms;
 	bi->num_depths = o->num_depths;
 	memcpy(bi->depths, o->depths, sizeof(bi->depths));
 	bi->disk_blocks = o->disk_blocks;
+	/* In disk order, so that the guest's first virtio-blk is disk 0; the
+	 * PCI disks are behind one ECAM entry, where the first of them is. */
 	for (uint32_t i = 0; i < o->num_disks; i++) {
-		struct tg_device *d = &bi->devices[i];
+		struct tg_device *d = &bi->devices[bi->num_devices];
 
-		d->kind = TG_DEV_VIRTIO_MMIO;
-		d->virtio_id = VIRTIO_ID_BLOCK;
-		d->base = kh_blk_base(i);
-		d->size = VDEV_MMIO_SIZE;
-		d->gsi = kh_blk_gsi(disks[i]);
+		if (o->disks[i].transport == KH_TRANSPORT_PCI) {
+			if (bi->pci_mem_size)
+				continue;
+			d->kind = TG_DEV_PCI_ECAM;
+			d->base = TG_ECAM_BASE;
+			d->size = KH_PCI_ECAM_SIZE(pci_buses);
+			/* Bus 0's BARs; the hotplug port's window is above. */
+			bi->pci_mem_base = KH_PCI_MMIO32_BASE;
+			bi->pci_mem_size = KH_PCI_MMIO32_SIZE -
+					   (o->disks[0].hotplug ? KH_HOTPLUG_WINDOW_SIZE : 0);
+		} else {
+			d->kind = TG_DEV_VIRTIO_MMIO;
+			d->virtio_id = VIRTIO_ID_BLOCK;
+			d->base = kh_blk_base(i);
+			d->size = VDEV_MMIO_SIZE;
+			d->gsi = kh_blk_gsi(disks[i]);
+		}
+		bi->num_devices++;
 	}
 }
 
@@ -592,7 +637,8 @@ static int report_bench(const struct options *o, const struct kh_testdev *td,
 		secs = (double)(t1 - t0) / 1e9;
 		iops = (double)ops / secs;
 		others = kh_cpu_others(&td->mark_cpu[2 * i], &td->mark_cpu[2 * i + 1]);
-		printf("BENCH kvm-blk randread-4k-qd%u-mmio iops=%.0f", o->depths[i], iops);
+		printf("BENCH kvm-blk randread-4k-qd%u-%s iops=%.0f", o->depths[i],
+		       kh_blk_transport_name(disk0), iops);
 		if (o->native) {
 			/* The guest's range: the disk, or less with --disk-blocks. */
 			uint64_t blocks = kh_blk_size(disk0) / TG_PATTERN_BLOCK;
@@ -635,6 +681,8 @@ int main(int argc, char **argv)
 	struct kh_vm_config vcfg = {0};
 	struct kh_vm *vm = NULL;
 	struct kh_blk *disks[TG_MAX_DEVICES] = {0};
+	struct kh_pci *pci = NULL;
+	struct kh_hotplug *hp = NULL;
 	struct kh_iothread *io = NULL;
 	struct kh_testdev td;
 	struct kh_image img;
@@ -643,7 +691,8 @@ int main(int argc, char **argv)
 	void *elf = NULL;
 	size_t elf_len = 0;
 	char err[256];
-	int r, irq, rc = EXIT_SETUP, dev_errors = 0;
+	int r, irq, rc = EXIT_SETUP, dev_errors = 0, hp_errors = 0;
+	uint32_t pci_buses, plugs = 0, unplugs = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (parse_options(argc, argv, &o) < 0)
@@ -679,10 +728,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vdev-kvm-host: test device: %s\n", strerror(-r));
 		goto out;
 	}
-	for (uint32_t i = 0; i < o.num_disks; i++)
-		if (kh_blk_new(vm, &o.disks[i], i, &disks[i]) < 0)
+	pci_buses = o.disks[0].hotplug ? KH_HOTPLUG_BUS + 1 : 1;
+	for (uint32_t i = 0; i < o.num_disks; i++) {
+		if (o.disks[i].transport == KH_TRANSPORT_PCI && !pci &&
+		    kh_pci_new(vm, pci_buses, &pci) < 0)
 			goto out;
-	if ((o.mode == TG_MODE_VERIFY || o.mode == TG_MODE_IRQ) &&
+		if (o.disks[i].hotplug && kh_hotplug_new(vm, pci, &hp) < 0)
+			goto out;
+		if (kh_blk_new(vm, pci, &o.disks[i], i, &disks[i]) < 0)
+			goto out;
+	}
+	if ((o.mode == TG_MODE_VERIFY || o.mode == TG_MODE_IRQ || o.mode == TG_MODE_HOTPLUG) &&
 	    (o.disks[0].readonly ||
 	     kh_blk_size(disks[0]) < (uint64_t)o.verify_blocks * TG_PATTERN_BLOCK)) {
 		fprintf(stderr, "vdev-kvm-host: the verify workload writes %u blocks of 4 KiB: "
@@ -691,9 +747,9 @@ int main(int argc, char **argv)
 		rc = EXIT_USAGE;
 		goto out;
 	}
-	fill_boot_info(&bi, &o, vm, disks);
+	fill_boot_info(&bi, &o, vm, disks, pci_buses);
 	memcpy(vm->ram + TG_BOOT_INFO_GPA, &bi, sizeof(bi));
-	irq = o.mode == TG_MODE_IRQ || o.mode == TG_MODE_HOSTILE;
+	irq = o.mode == TG_MODE_IRQ || o.mode == TG_MODE_HOSTILE || o.mode == TG_MODE_HOTPLUG;
 	if (kh_boot_test_guest(vm, img.entry, irq ? KH_RFLAGS_IRQ : KH_RFLAGS_POLL) < 0)
 		goto out;
 	r = kh_iothread_start(disks, o.num_disks, o.poll_us * 1000, o.io_cpu, &io);
@@ -702,6 +758,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	td.io_clock_set = kh_iothread_clock(io, &td.io_clock) == 0;
+	if (hp) {
+		/* The disk is the hotplug thread's now: it frees it after an unplug. */
+		r = kh_hotplug_start(hp, disks[0], io);
+		disks[0] = NULL;
+		if (r < 0) {
+			fprintf(stderr, "vdev-kvm-host: hotplug thread: %s\n", strerror(-r));
+			goto out;
+		}
+		td.hotplug = kh_hotplug_request;
+		td.hotplug_opaque = hp;
+	}
 	printf("kvm-host: guest %s: %u segment(s) at 0x%" PRIx64 "-0x%" PRIx64
 	       ", entry 0x%" PRIx64 "; %" PRIu64 " MiB RAM%s, %u disk(s), mode %s\n",
 	       o.guest, img.segments, img.lo, img.hi, img.entry, vm->ram_size >> 20,
@@ -709,18 +776,26 @@ int main(int argc, char **argv)
 	printf("kvm-host: set-up took %.1f ms\n", (double)(kh_now_ns() - t_start) / 1e6);
 
 	oc = run_guest(vm, o.timeout_s, o.vcpu_cpu);
+	kh_hotplug_stop(hp); /* first: it may be detaching the disk from the I/O thread */
 	kh_iothread_stop(io);
 	io = NULL;
 
 	/* The guest's results, copied once out of its RAM. */
 	memcpy(&bi, vm->ram + TG_BOOT_INFO_GPA, sizeof(bi));
 	for (uint32_t i = 0; i < o.num_disks; i++)
-		dev_errors |= kh_blk_report(disks[i], stdout);
+		if (disks[i])
+			dev_errors |= kh_blk_report(disks[i], stdout);
+	if (hp) {
+		hp_errors = kh_hotplug_report(hp, stdout);
+		kh_hotplug_cycles(hp, &plugs, &unplugs);
+	}
+	if (pci)
+		dev_errors |= kh_pci_report(pci, stdout);
 	printf("kvm-host: %" PRIu64 " exits (%" PRIu64 " port I/O, %" PRIu64 " MMIO), %" PRIu64
 	       " unclaimed accesses, %" PRIu64 " bad test-device accesses\n",
 	       vm->exits, vm->io_exits, vm->mmio_exits, vm->unclaimed, td.bad_accesses);
 	print_features((uint64_t)bi.features_hi << 32 | bi.features_lo);
-	if (o.mode == TG_MODE_IRQ || o.mode == TG_MODE_HOSTILE)
+	if (irq)
 		printf("kvm-host: interrupts taken by the guest: %" PRIu64 "\n", bi.irqs_seen);
 
 	switch (oc) {
@@ -749,8 +824,20 @@ int main(int argc, char **argv)
 		else if (!td.status_set || td.status != TG_STATUS_PASS || td.exit_code != 0)
 			rc = EXIT_GUEST_FAILED;
 	}
-	if (rc == 0 && (o.mode == TG_MODE_VERIFY || o.mode == TG_MODE_IRQ) && check_image(&o) < 0)
+	if (rc == 0 && (o.mode == TG_MODE_VERIFY || o.mode == TG_MODE_IRQ ||
+			o.mode == TG_MODE_HOTPLUG) && check_image(&o) < 0)
 		rc = EXIT_GUEST_FAILED;
+	if (hp) {
+		/* One plug and one unplug, each completed by the guest, and after
+		 * the unplug the disk gone from the root, the bus and the
+		 * ioeventfds (the hostile guest also plugs once). */
+		int ok = plugs == 1 && unplugs == 1 && !hp_errors;
+
+		printf("kvm-host: hotplug: %s\n", ok ? "plug and unplug completed, the disk is gone "
+		       "from every bus" : "the hotplug cycle did not complete cleanly");
+		if (!ok && rc == 0)
+			rc = EXIT_GUEST_FAILED;
+	}
 	if (rc == 0 && o.mode == TG_MODE_IRQ && bi.irqs_seen == 0) {
 		printf("kvm-host: irq mode, but the guest took no interrupt\n");
 		rc = EXIT_GUEST_FAILED;
@@ -772,7 +859,7 @@ int main(int argc, char **argv)
 		       "marks 0 and 1\n", (double)(td.mark_io_ns[1] - td.mark_io_ns[0]) / 1e6,
 		       (double)(td.marks[1] - td.marks[0]) / 1e6);
 	}
-	if (o.mode == TG_MODE_HOSTILE) {
+	if (o.mode == TG_MODE_HOSTILE && !hp) {
 		printf("kvm-host: hostile guest: the devices %s errors; the host kept running\n",
 		       dev_errors ? "reported" : "reported no");
 		if (!dev_errors && rc == 0)
@@ -781,9 +868,12 @@ int main(int argc, char **argv)
 	printf("kvm-host: result: %s (exit %d)\n",
 	       rc == 0 ? "PASS" : rc == EXIT_SKIPPED ? "SKIP" : "FAIL", rc);
 out:
+	kh_hotplug_stop(hp);
 	kh_iothread_stop(io);
 	for (uint32_t i = 0; i < TG_MAX_DEVICES; i++)
 		kh_blk_free(disks[i]);
+	kh_hotplug_free(hp);
+	kh_pci_free(pci);
 	kh_vm_free(vm);
 	free(elf);
 	return rc;

@@ -13,7 +13,7 @@
 #include "testdev.h"
 #include "tg-abi.h"
 
-#define PORT_SPAN 0x10u
+#define PORT_SPAN (TG_PORT_HOTPLUG + 4u - TG_PORT_PRINT)
 
 static void print_line(struct kh_testdev *td, uint32_t gpa)
 {
@@ -107,6 +107,12 @@ static int td_write(void *opaque, const struct vdev_bus_access *a, const void *d
 	case TG_PORT_POWER_OFF:
 		td->exit_code = v;
 		kh_vm_request_stop(td->vm);
+		break;
+	case TG_PORT_HOTPLUG:
+		if (!td->hotplug || td->hotplug(td->hotplug_opaque, v) < 0) {
+			td->bad_accesses++;
+			return -EINVAL;
+		}
 		break;
 	default:
 		td->bad_accesses++;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The test device of tg-abi.h on the port-I/O bus: the guest's console
- * (TG_PORT_PRINT), verdict (TG_PORT_STATUS), timing marks (TG_PORT_MARK) and
- * power switch (TG_PORT_POWER_OFF).
+ * (TG_PORT_PRINT), verdict (TG_PORT_STATUS), timing marks (TG_PORT_MARK),
+ * power switch (TG_PORT_POWER_OFF) and hotplug requests (TG_PORT_HOTPLUG).
  */
 #ifndef KH_TESTDEV_H
 #define KH_TESTDEV_H
@@ -40,6 +40,11 @@ struct kh_testdev {
 	int io_clock_set;
 	uint64_t mark_io_ns[KH_MAX_MARKS]; /* the I/O thread's CPU time at each mark */
 	uint64_t bad_accesses;         /* reads, wrong sizes, bad marks, lines outside RAM */
+	/* TG_PORT_HOTPLUG: called on the vCPU thread with the value written
+	 * (NULL: no hotplug port, the write counts as a bad access; so does a
+	 * value the hook refuses with a negative return). */
+	int (*hotplug)(void *opaque, uint32_t op);
+	void *hotplug_opaque;
 };
 
 /** kh_testdev_attach() - claim the test ports on @vm's PIO bus. */

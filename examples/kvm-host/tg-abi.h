@@ -29,15 +29,21 @@
 #define TG_MIN_RAM (16ull << 20)
 
 #define TG_MMIO_BASE 0xd0000000ull  /* virtio-mmio device i at TG_MMIO_BASE + i * 0x1000 */
-#define TG_ECAM_BASE 0xe0000000ull  /* PCI ECAM window, once PCI exists */
+#define TG_ECAM_BASE 0xe0000000ull  /* PCI ECAM window (1 MiB per bus) */
 #define TG_APIC_GPA 0xfee00000ull   /* local APIC page (mapped with U/S) */
 
 /* Selectors (RPL 3). */
 #define TG_SEL_CODE 0x1bu
 #define TG_SEL_DATA 0x23u
 
-/* The vector device interrupts arrive on (MSI data; IDT gate at this index). */
+/* The vector device interrupts arrive on (MSI data; IDT gate at this index).
+ * virtio-mmio interrupts use TG_IRQ_VECTOR; a virtio-pci function's MSI-X
+ * vector i (0: config, 1 + q: queue q) uses TG_IRQ_VECTOR + i; the PCIe root
+ * port's hotplug MSI uses TG_IRQ_VECTOR + TG_IRQ_INDEX_HOTPLUG. The guest
+ * installs gates for TG_IRQ_VECTORS vectors from TG_IRQ_VECTOR. */
 #define TG_IRQ_VECTOR 0x40u
+#define TG_IRQ_VECTORS 4u
+#define TG_IRQ_INDEX_HOTPLUG (TG_IRQ_VECTORS - 1u)
 
 /* ---- the test device (port I/O, 4-byte accesses) ------------------------ */
 
@@ -52,6 +58,14 @@
 #define TG_PORT_MARK 0x0f08u
 /* Write: power off; the value is the guest's exit code (0 = all passed). */
 #define TG_PORT_POWER_OFF 0x0f0cu
+
+/* Write: ask the host to hot-plug (TG_HOTPLUG_PLUG) or hot-unplug
+ * (TG_HOTPLUG_UNPLUG) the disk behind the PCIe root port's slot. The host
+ * acts on it from another thread, as a VMM's control plane would; the guest
+ * sees the result through the port (its hotplug interrupt). */
+#define TG_PORT_HOTPLUG 0x0f10u
+#define TG_HOTPLUG_PLUG 1u
+#define TG_HOTPLUG_UNPLUG 2u
 
 #define TG_LINE_MAX 512u
 
@@ -70,6 +84,7 @@
 #define TG_MODE_IRQ 3u     /* the verify workload, completions by interrupt */
 #define TG_MODE_HOSTILE 4u /* misbehave (tg_boot_info.hostile); expect errors */
 #define TG_MODE_FIRST_IO 5u /* one read as early as possible, then power off */
+#define TG_MODE_HOTPLUG 6u  /* PCIe hotplug: plug the disk, verify, unplug (pciehp's steps) */
 
 /* tg_boot_info.hostile: what a TG_MODE_HOSTILE guest does (one per run) */
 #define TG_HOSTILE_BAD_DESC 1u     /* descriptors pointing outside guest RAM */
@@ -77,10 +92,13 @@
 #define TG_HOSTILE_ORDER 3u        /* DRIVER_OK before FEATURES_OK, queue setup after DRIVER_OK */
 #define TG_HOSTILE_LOOP 4u         /* a descriptor chain that loops */
 #define TG_HOSTILE_GROW_RACE 5u    /* a chain that grows while the device takes it */
+#define TG_HOSTILE_BAR_OVERLAP 6u  /* virtio-pci: BARs moved onto each other, ECAM, RAM */
+#define TG_HOSTILE_SLOT_POWER 7u   /* hotplug: slot power and link toggled with the disk plugged */
 
 /* tg_device.kind */
 #define TG_DEV_VIRTIO_MMIO 1u
-#define TG_DEV_PCI_ECAM 2u
+#define TG_DEV_PCI_ECAM 2u /* a PCI root: base/size are its ECAM window; the guest
+			    * enumerates it and assigns BARs from pci_mem_* */
 
 struct tg_device {
 	uint32_t kind;
@@ -118,6 +136,11 @@ struct tg_boot_info {
 	uint64_t ops_done[TG_MAX_DEPTHS]; /* TG_MODE_BENCH: requests completed per depth (between marks 2i and 2i+1) */
 	uint64_t kicks[TG_MAX_DEPTHS];    /* TG_MODE_BENCH: notifies the guest sent per depth */
 	uint64_t irqs_seen;               /* interrupts the guest's handler took */
+
+	/* Set by the host with a TG_DEV_PCI_ECAM device: the guest-physical
+	 * window (mapped, uncached) the guest assigns memory BARs from. */
+	uint64_t pci_mem_base;
+	uint64_t pci_mem_size;
 };
 
 #endif

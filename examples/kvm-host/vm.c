@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -25,6 +26,10 @@
 #define KICK_SIGNAL SIGUSR1
 #define MAX_CPUID_ENTRIES 256u
 #define UNCLAIMED_LOG_MAX 16u /* report the first unclaimed accesses only */
+/* MSI routes start above the IOAPIC's 24 pins, which the table no longer
+ * routes: KVM_SET_GSI_ROUTING replaces the whole table, and this VM uses
+ * MSIs only. */
+#define FIRST_MSI_GSI 24u
 
 uint64_t kh_now_ns(void)
 {
@@ -120,6 +125,7 @@ int kh_vm_new(const struct kh_vm_config *cfg, struct kh_vm **out)
 		return -ENOMEM;
 	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = vm->mem_fd = -1;
 	vm->ram_size = cfg->ram_size;
+	pthread_mutex_init(&vm->routes_lock, NULL);
 
 	kvm_path = cfg->kvm_path ? cfg->kvm_path : "/dev/kvm";
 	vm->kvm_fd = open(kvm_path, O_RDWR | O_CLOEXEC);
@@ -143,6 +149,7 @@ int kh_vm_new(const struct kh_vm_config *cfg, struct kh_vm **out)
 		{KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
 		{KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
 		{KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING"},
+		{KVM_CAP_SIGNAL_MSI, "KVM_CAP_SIGNAL_MSI"},
 		{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
 	};
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
@@ -258,6 +265,7 @@ void kh_vm_free(struct kh_vm *vm)
 		munmap(vm->ram, vm->ram_size);
 	if (vm->mem_fd >= 0)
 		close(vm->mem_fd);
+	pthread_mutex_destroy(&vm->routes_lock);
 	free(vm);
 }
 
@@ -268,38 +276,85 @@ void *kh_vm_gpa(struct kh_vm *vm, uint64_t gpa, uint64_t len)
 	return vm->ram + gpa;
 }
 
-int kh_vm_add_msi_route(struct kh_vm *vm, uint32_t data, uint32_t *gsi)
+static void msi_entry(struct kvm_irq_routing_entry *e, uint32_t gsi, uint64_t address,
+		      uint32_t data)
+{
+	memset(e, 0, sizeof(*e));
+	e->gsi = gsi;
+	e->type = KVM_IRQ_ROUTING_MSI;
+	e->u.msi.address_lo = (uint32_t)address;
+	e->u.msi.address_hi = (uint32_t)(address >> 32);
+	e->u.msi.data = data;
+}
+
+/* Hand KVM the first @n entries of vm->routes, with entry @i replaced by
+ * @e (@i may be the new one at the end). Called with routes_lock held. */
+static int push_routes(struct kh_vm *vm, uint32_t n, uint32_t i,
+		       const struct kvm_irq_routing_entry *e)
 {
 	struct kvm_irq_routing *tbl;
-	struct kvm_irq_routing_entry *e;
 	int r = 0;
 
-	if (vm->num_routes >= KH_MAX_MSI_ROUTES)
-		return -ENOSPC;
-	e = &vm->routes[vm->num_routes];
-	memset(e, 0, sizeof(*e));
-	/* Above the IOAPIC's 24 pins, which the table below no longer routes:
-	 * KVM_SET_GSI_ROUTING replaces the whole table, and this VM uses MSIs
-	 * only. */
-	e->gsi = 24 + vm->num_routes;
-	e->type = KVM_IRQ_ROUTING_MSI;
-	e->u.msi.address_lo = 0xfee00000u; /* fixed delivery to APIC ID 0 */
-	e->u.msi.address_hi = 0;
-	e->u.msi.data = data;              /* edge, fixed, the vector */
-
-	tbl = calloc(1, sizeof(*tbl) + (vm->num_routes + 1) * sizeof(*e));
+	tbl = calloc(1, sizeof(*tbl) + n * sizeof(*e));
 	if (!tbl)
 		return -ENOMEM;
-	tbl->nr = vm->num_routes + 1;
-	memcpy(tbl->entries, vm->routes, tbl->nr * sizeof(*e));
+	tbl->nr = n;
+	memcpy(tbl->entries, vm->routes, n * sizeof(*e));
+	tbl->entries[i] = *e;
 	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, tbl) < 0)
 		r = kvm_ioctl_err("KVM_SET_GSI_ROUTING");
 	free(tbl);
-	if (r < 0)
-		return r;
-	*gsi = e->gsi;
-	vm->num_routes++;
-	return 0;
+	return r;
+}
+
+int kh_vm_add_msi_route(struct kh_vm *vm, uint64_t address, uint32_t data, uint32_t *gsi)
+{
+	struct kvm_irq_routing_entry e;
+	int r;
+
+	pthread_mutex_lock(&vm->routes_lock);
+	if (vm->num_routes >= KH_MAX_MSI_ROUTES) {
+		pthread_mutex_unlock(&vm->routes_lock);
+		return -ENOSPC;
+	}
+	msi_entry(&e, FIRST_MSI_GSI + vm->num_routes, address, data);
+	r = push_routes(vm, vm->num_routes + 1, vm->num_routes, &e);
+	if (r == 0) {
+		vm->routes[vm->num_routes++] = e;
+		*gsi = e.gsi;
+	}
+	pthread_mutex_unlock(&vm->routes_lock);
+	return r;
+}
+
+int kh_vm_set_msi_route(struct kh_vm *vm, uint32_t gsi, uint64_t address, uint32_t data)
+{
+	struct kvm_irq_routing_entry e;
+	uint32_t i = gsi - FIRST_MSI_GSI;
+	int r;
+
+	pthread_mutex_lock(&vm->routes_lock);
+	if (gsi < FIRST_MSI_GSI || i >= vm->num_routes) {
+		pthread_mutex_unlock(&vm->routes_lock);
+		return -ENOENT;
+	}
+	msi_entry(&e, gsi, address, data);
+	r = push_routes(vm, vm->num_routes, i, &e);
+	if (r == 0)
+		vm->routes[i] = e;
+	pthread_mutex_unlock(&vm->routes_lock);
+	return r;
+}
+
+int kh_vm_signal_msi(struct kh_vm *vm, uint64_t address, uint32_t data)
+{
+	struct kvm_msi msi = {0};
+
+	msi.address_lo = (uint32_t)address;
+	msi.address_hi = (uint32_t)(address >> 32);
+	msi.data = data;
+	/* > 0: delivered, 0: the guest blocked it (APIC disabled), both fine. */
+	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
 int kh_vm_irqfd(struct kh_vm *vm, int fd, uint32_t gsi)
@@ -313,17 +368,70 @@ int kh_vm_irqfd(struct kh_vm *vm, int fd, uint32_t gsi)
 	return 0;
 }
 
-int kh_vm_ioeventfd(struct kh_vm *vm, uint64_t addr, uint32_t value, int fd)
+int kh_msi_vec_init(struct kh_vm *vm, struct kh_msi_vec *v)
+{
+	int r;
+
+	v->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (v->fd < 0)
+		return -errno;
+	r = kh_vm_add_msi_route(vm, KH_MSI_ADDRESS, 0, &v->gsi);
+	if (r == 0)
+		r = kh_vm_irqfd(vm, v->fd, v->gsi);
+	return r;
+}
+
+void kh_msi_vec_close(struct kh_msi_vec *v)
+{
+	if (v->fd >= 0)
+		close(v->fd);
+	v->fd = -1;
+}
+
+int kh_msi_vec_signal(struct kh_vm *vm, struct kh_msi_vec *v, uint64_t address, uint32_t data)
+{
+	uint64_t one = 1;
+
+	if (v->fd >= 0 && v->routed && v->address == address && v->data == data) {
+		v->irqfd++;
+		return write(v->fd, &one, sizeof(one)) == (ssize_t)sizeof(one) ? 0 : -errno;
+	}
+	v->direct++;
+	return kh_vm_signal_msi(vm, address, data);
+}
+
+void kh_msi_vec_update(struct kh_vm *vm, struct kh_msi_vec *v, uint64_t address, uint32_t data,
+		       uint32_t masked)
+{
+	if (v->fd < 0 || masked || (v->routed && v->address == address && v->data == data))
+		return;
+	v->routed = 0;
+	if (kh_vm_set_msi_route(vm, v->gsi, address, data) < 0) {
+		v->route_errors++; /* signal injects it directly */
+		return;
+	}
+	v->address = address;
+	v->data = data;
+	v->routed = 1;
+	v->routes++;
+}
+
+int kh_vm_ioeventfd(struct kh_vm *vm, uint64_t addr, uint32_t len, const uint32_t *datamatch,
+		    int fd, int assign)
 {
 	struct kvm_ioeventfd io = {0};
 
 	io.addr = addr;
-	io.len = 4;
-	io.datamatch = value;
+	io.len = len;
 	io.fd = fd;
-	io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+	if (datamatch) {
+		io.datamatch = *datamatch;
+		io.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+	}
+	if (!assign)
+		io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
 	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
-		return kvm_ioctl_err("KVM_IOEVENTFD");
+		return kvm_ioctl_err(assign ? "KVM_IOEVENTFD" : "KVM_IOEVENTFD (deassign)");
 	return 0;
 }
 

@@ -132,9 +132,46 @@ def run_tiny(host, tmp, code, args):
 
 # ---- cases --------------------------------------------------------------------
 
-def case_verify(host, guest, tmp, backend="io_uring", seed=1, blocks=64):
+NOTIFY_OFFSET = 0x3000  # VDEV_VIRTIO_PCI_NOTIFY_OFFSET in BAR 4; queue 0's notify_off is 0
+
+
+def check_pci(out, disk=0, driven=True, quiet=False):
+    """What a virtio-pci disk must show: found by the guest's enumeration
+    (listed unless @quiet), every kick caught by an ioeventfd (some kicks if
+    the guest @driven it), and that ioeventfd at the notify address of BAR 4
+    where the guest last put it (a driven disk's BAR 4 moves once unless
+    @quiet)."""
+    expect(f"kvm-host: disk {disk}: " in out and f"virtio-pci at 00:{disk + 1:02x}.0" in out,
+           f"disk {disk} is virtio-pci at 00:{disk + 1:02x}.0")
+    expect(quiet or f"guest: pci 00:{disk + 1:02x}.0: 1af4:1042 class 018000" in out,
+           "the guest's enumeration found the virtio-blk function")
+    m = re.search(rf"^kvm-host: disk {disk}: pci: BAR 4 placed or moved (\d+) times, notify "
+                  rf"ioeventfd at 0x([0-9a-f]+), (\d+) kicks missed it$", out, re.M)
+    expect(m is not None, "the host's PCI summary line")
+    moves, notify, missed = int(m.group(1)), int(m.group(2), 16), int(m.group(3))
+    expect(missed == 0, f"{missed} kicks exited instead of hitting the ioeventfd")
+    kicks = number(out, rf"^kvm-host: disk {disk}: status .* (\d+) kicks$")
+    expect(kicks > 0 or not driven, "kicks arrived through the ioeventfd")
+    if driven and not quiet:
+        m = re.search(r"^guest: blk: moved BAR 4 from 0x([0-9a-f]+) to 0x([0-9a-f]+)$", out,
+                      re.M)
+        expect(m is not None, "the guest moved BAR 4")
+        expect(notify == int(m.group(2), 16) + NOTIFY_OFFSET,
+               f"the ioeventfd (0x{notify:x}) is at the notify address of BAR 4's new place")
+        # placed by the guest's firmware step, off and on again for the move
+        expect(moves >= 3, f"BAR 4 reported placed/moved {moves} times, want >= 3")
+    elif not quiet:
+        m = re.search(rf"^guest: pci 00:{disk + 1:02x}\.0: BAR 1 at 0x[0-9a-f]+, BAR 4 at "
+                      rf"0x([0-9a-f]+)$", out, re.M)
+        expect(m is not None and notify == int(m.group(1), 16) + NOTIFY_OFFSET,
+               f"the ioeventfd (0x{notify:x}) is at the notify address of BAR 4")
+    expect(number(out, r"(\d+) unclaimed accesses") == 0, "no unclaimed accesses")
+
+
+def case_verify(host, guest, tmp, backend="io_uring", seed=1, blocks=64, transport="mmio"):
     disk = make_disk(tmp, 16)
-    rc, out = run(host, ["--guest", guest, "--blk", f"{disk},backend={backend}",
+    rc, out = run(host, ["--guest", guest,
+                         "--blk", f"{disk},backend={backend},transport={transport}",
                          "--mode", "verify", "--seed", str(seed),
                          "--verify-blocks", str(blocks)])
     expect_rc(rc, 0, out)
@@ -144,6 +181,8 @@ def case_verify(host, guest, tmp, backend="io_uring", seed=1, blocks=64):
     expect(number(out, r"(\d+) writes") >= blocks, "the device saw the writes")
     expect(number(out, r"(\d+) reads") >= blocks, "the device saw the reads")
     expect("NEEDS_RESET not seen, 0 malformed, 0 I/O errors" in out, "no device errors")
+    if transport == "pci":
+        check_pci(out)
     check_blocks(disk, seed, blocks)
 
 
@@ -151,29 +190,76 @@ def case_verify_file_backend(host, guest, tmp):
     case_verify(host, guest, tmp, backend="file", seed=0xC0FFEE, blocks=100)
 
 
-def case_irq(host, guest, tmp):
-    disk = make_disk(tmp, 16)
-    rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "irq", "--seed", "7"])
+def case_verify_pci(host, guest, tmp):
+    case_verify(host, guest, tmp, seed=0xBADC0DE, blocks=100, transport="pci")
+
+
+def case_verify_pci_multi(host, guest, tmp):
+    """Three disks, PCI, mmio, PCI: the guest lists them all (two functions
+    through one ECAM window, each with BARs of its own) and drives disk 0;
+    the others stay untouched."""
+    disks = [make_disk(tmp, 16, f"d{i}.img") for i in range(3)]
+    rc, out = run(host, ["--guest", guest, "--blk", f"{disks[0]},transport=pci",
+                         "--blk", disks[1], "--blk", f"{disks[2]},transport=pci",
+                         "--mode", "verify", "--seed", "3"])
     expect_rc(rc, 0, out)
     expect("guest verdict PASS, exit code 0" in out, "guest verdict PASS")
-    expect(number(out, r"interrupts taken by the guest: (\d+)") > 0, "interrupts taken")
+    expect("guest: pci: ECAM at 0xe0000000, 2 functions" in out, "one ECAM window, two functions")
+    bars = re.findall(r"^guest: pci 00:0([13])\.0: BAR 1 at 0x([0-9a-f]+), BAR 4 at 0x([0-9a-f]+)$",
+                      out, re.M)
+    expect(len(bars) == 2, "both functions got their BARs")
+    expect(len({b[1] for b in bars} | {b[2] for b in bars}) == 4, "four distinct BAR addresses")
+    expect("guest: device 1: virtio-mmio at 0xd0001000, device id 2 (virtio-blk)" in out,
+           "the virtio-mmio disk in between is listed")
+    check_pci(out, 0)
+    check_pci(out, 2, driven=False)
+    check_blocks(disks[0], 3, 64)
+    for d in disks[1:]:
+        with open(d, "rb") as f:
+            expect(f.read(BLOCK) == bytes(BLOCK), f"{os.path.basename(d)} was not written")
+
+
+def case_irq(host, guest, tmp, transport="mmio"):
+    disk = make_disk(tmp, 16)
+    rc, out = run(host, ["--guest", guest, "--blk", f"{disk},transport={transport}",
+                         "--mode", "irq", "--seed", "7"])
+    expect_rc(rc, 0, out)
+    expect("guest verdict PASS, exit code 0" in out, "guest verdict PASS")
+    taken = number(out, r"interrupts taken by the guest: (\d+)")
+    expect(taken > 0, "interrupts taken")
+    if transport == "pci":
+        check_pci(out)
+        m = re.search(r"pci: MSI-X: (\d+) interrupts by irqfd, (\d+) by KVM_SIGNAL_MSI, (\d+) "
+                      r"route updates, (\d+) refused by KVM", out)
+        expect(m is not None, "the host's MSI-X summary")
+        irqfd, direct, routes, refused = (int(g) for g in m.groups())
+        # The LAPIC may merge two messages into one interrupt: at least as many sent.
+        expect(irqfd >= taken and direct == 0, f"MSI-X through the irqfd routes ({irqfd} sent, "
+               f"{direct} injected directly, {taken} taken)")
+        expect(routes >= 2 and refused == 0, "the config and queue vectors' routes were set")
     check_blocks(disk, 7, 64)
 
 
-def hostile(kind, marker):
+def case_irq_pci(host, guest, tmp):
+    case_irq(host, guest, tmp, transport="pci")
+
+
+def hostile(kind, marker, transport="mmio"):
     def case(host, guest, tmp):
         disk = make_disk(tmp, 16)
-        rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "hostile=" + kind])
+        rc, out = run(host, ["--guest", guest, "--blk", f"{disk},transport={transport}",
+                             "--mode", "hostile=" + kind])
         expect_rc(rc, 0, out)
         expect("guest verdict PASS, exit code 0" in out,
                "the guest found the device behaving (verdict PASS)")
+        expect(f"over virtio-{transport}" in out, f"the guest used virtio-{transport}")
         expect("the devices reported errors; the host kept running" in out,
                "the host reports the device errors")
         expect(re.search(marker, out, re.M) is not None, f"device error /{marker}/")
     return case
 
 
-def case_hostile_grow_race(host, guest, tmp):
+def case_hostile_grow_race(host, guest, tmp, transport="mmio"):
     """A chain that grows while the device takes it: the device must need a
     reset, and while the guest keeps that dead request available (between its
     marks 0 and 1) the host's I/O thread must sleep, not spin on the ring.
@@ -185,9 +271,11 @@ def case_hostile_grow_race(host, guest, tmp):
         print("SKIP: the race needs two CPUs, this process may use one")
         sys.exit(SKIP)
     disk = make_disk(tmp, 16)
-    rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "hostile=grow-race"])
+    rc, out = run(host, ["--guest", guest, "--blk", f"{disk},transport={transport}",
+                         "--mode", "hostile=grow-race"])
     expect_rc(rc, 0, out)
     expect("guest verdict PASS, exit code 0" in out, "the device refused every chain (PASS)")
+    expect(f"over virtio-{transport}" in out, f"the guest used virtio-{transport}")
     expect("the device saw it grow" in out and "NEEDS_RESET seen" in out,
            "the guest changed a chain under the device, which then needed a reset")
     m = re.search(r"I/O thread: (\d+\.\d) ms of CPU in the (\d+\.\d) ms between the guest's "
@@ -199,11 +287,16 @@ def case_hostile_grow_race(host, guest, tmp):
            f"of CPU in {wall} ms")
 
 
-def case_bench_smoke(host, guest, tmp):
+def case_hostile_grow_race_pci(host, guest, tmp):
+    case_hostile_grow_race(host, guest, tmp, transport="pci")
+
+
+def case_bench_smoke(host, guest, tmp, transport="mmio"):
     disk = make_disk(tmp, 64)
     with open(disk, "r+b") as f:  # real blocks, not a hole
         f.write(os.urandom(1 << 20) * 64)
-    args = ["--guest", guest, "--blk", disk, "--mode", "bench", "--bench-ms", "200",
+    blk = f"{disk},transport={transport}"
+    args = ["--guest", guest, "--blk", blk, "--mode", "bench", "--bench-ms", "200",
             "--depths", "1,32"]
     rc, out = run(host, args + ["--native"])
     native = "needs liburing" not in out
@@ -212,7 +305,7 @@ def case_bench_smoke(host, guest, tmp):
     expect_rc(rc, 0, out)
     for d in (1, 32):
         ref = r" native_iops=(\d+) ratio=(\d+\.\d+)" if native else ""
-        m = re.search(rf"^BENCH kvm-blk randread-4k-qd{d}-mmio iops=(\d+){ref} "
+        m = re.search(rf"^BENCH kvm-blk randread-4k-qd{d}-{transport} iops=(\d+){ref} "
                       rf"kicks_per_io=\d+\.\d+ others=\d+\.\d+(/\d+\.\d+)?$", out, re.M)
         expect(m is not None, f"a BENCH line for depth {d}")
         expect(int(m.group(1)) > 0, f"depth {d}: a rate above 0")
@@ -220,26 +313,153 @@ def case_bench_smoke(host, guest, tmp):
             iops, nat, ratio = int(m.group(1)), int(m.group(2)), float(m.group(3))
             expect(nat > 0, f"depth {d}: a native rate above 0")
             expect(abs(ratio - iops / nat) < 0.01, f"depth {d}: ratio = iops / native_iops")
+    if transport == "pci":
+        check_pci(out)
     if native:
         # --disk-blocks beyond the disk: both the guest and the native
         # reference read the whole disk and nothing past its end.
-        rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "bench", "--bench-ms",
+        rc, out = run(host, ["--guest", guest, "--blk", blk, "--mode", "bench", "--bench-ms",
                              "50", "--depths", "4", "--native", "--disk-blocks", "100000000"])
         expect_rc(rc, 0, out)
         expect("reads over 16384 blocks" in out, "the guest kept to the disk's 16384 blocks")
-        expect(re.search(r"^BENCH kvm-blk randread-4k-qd4-mmio iops=[1-9]\d* native_iops=[1-9]",
-                         out, re.M) is not None, "a native reference within the disk")
+        expect(re.search(rf"^BENCH kvm-blk randread-4k-qd4-{transport} iops=[1-9]\d* "
+                         rf"native_iops=[1-9]", out, re.M) is not None,
+               "a native reference within the disk")
 
 
-def case_first_io(host, guest, tmp):
+def case_bench_smoke_pci(host, guest, tmp):
+    case_bench_smoke(host, guest, tmp, transport="pci")
+
+
+def case_first_io(host, guest, tmp, transport="mmio"):
     disk = make_disk(tmp, 16)
-    rc, out = run(host, ["--guest", guest, "--blk", disk, "--mode", "first-io"])
+    rc, out = run(host, ["--guest", guest, "--blk", f"{disk},transport={transport}",
+                         "--mode", "first-io"])
     expect_rc(rc, 0, out)
     m = re.search(r"start-up: (\d+\.\d+) ms from process start \(main\) to the guest's first "
                   r"completed virtio request", out)
     expect(m is not None, "a start-up line")
     expect(0 < float(m.group(1)) < 10000, "a plausible start-up time")
     expect(number(out, r"(\d+) reads") == 1, "exactly one read")
+    if transport == "pci":
+        check_pci(out, quiet=True)
+
+
+def case_first_io_pci(host, guest, tmp):
+    case_first_io(host, guest, tmp, transport="pci")
+
+
+HOTPLUG_WINDOW = (0xcf000000, 0xd0000000)  # KH_HOTPLUG_WINDOW_BASE/SIZE in pciroot.h
+
+
+def check_hotplug(out):
+    """What every hotplug run must show on the host: one plug and one unplug,
+    each asked for and then completed by the guest, in that order; after the
+    unplug the function gone from the root, its BAR ranges from the MMIO bus
+    (as many ranges as before the plug) and its notify ioeventfd removed, the
+    disk freed; the port's MSIs all through the irqfd. Returns the number of
+    hotplug interrupts the guest took."""
+    steps = [r"^kvm-host: hotplug: plug requested \(presence and the attention button shown to "
+             r"the guest\): 01:00\.0$",
+             r"^kvm-host: hotplug: plug completed \(the guest powered the slot on, link up\): "
+             r"01:00\.0$",
+             r"^guest: hotplug: slot powered on, link up, 01:00\.0 is 1af4:1042",
+             r"^kvm-host: hotplug: unplug requested \(attention button pressed\): 01:00\.0$",
+             r"^kvm-host: hotplug: unplug completed \(the guest powered the slot off\): "
+             r"01:00\.0$",
+             r"^kvm-host: hotplug: disk freed$"]
+    at = 0
+    for step in steps:
+        m = re.compile(step, re.M).search(out, at)
+        expect(m is not None, f"/{step}/ after the steps before it")
+        at = m.end()
+    for step in steps[:2] + steps[3:]:
+        expect(len(re.findall(step, out, re.M)) == 1, f"/{step}/ exactly once")
+    m = re.search(r"^kvm-host: hotplug: after the unplug: function gone from the root, 0 of its "
+                  r"(\d+) BAR ranges on the MMIO bus \((\d+) ranges there, (\d+) before the "
+                  r"plug\), notify ioeventfd removed$", out, re.M)
+    expect(m is not None, "after the unplug: off the root, off the bus, no ioeventfd")
+    placed, now, before = (int(g) for g in m.groups())
+    expect(placed == 2 and now == before, f"{placed} BARs placed (want 2: BARs 1 and 4), "
+           f"{now} ranges on the bus after, {before} before")
+    expect("kvm-host: hotplug: port 00:1f.0: 1 plugs and 1 unplugs completed, 0 requests refused; "
+           "slot status 0x0000" in out, "the port's summary: one cycle, slot empty")
+    expect("guest: hotplug: slot powered off, 01:00.0 reads all ones, slot empty" in out,
+           "the guest saw the function gone")
+    taken = number(out, r"^guest: hotplug: passed; (\d+) hotplug interrupts taken$")
+    m = re.search(r"^kvm-host: hotplug: port MSI: (\d+) interrupts by irqfd, (\d+) by "
+                  r"KVM_SIGNAL_MSI, (\d+) route updates, (\d+) refused by KVM$", out, re.M)
+    expect(m is not None, "the port's MSI summary")
+    irqfd, direct, routes, refused = (int(g) for g in m.groups())
+    # notifications on, button (plug), power on, indicator, button (unplug),
+    # blink, power off, indicator off: at least 8 interrupts.
+    expect(taken >= 8, f"the guest took {taken} hotplug interrupts, want >= 8")
+    expect(irqfd >= taken and direct == 0, f"hotplug MSIs through the irqfd route ({irqfd} sent, "
+           f"{direct} injected directly, {taken} taken)")
+    expect(routes >= 1 and refused == 0, "the port's route was set")
+    expect("kvm-host: hotplug: plug and unplug completed, the disk is gone from every bus" in out,
+           "the host's verdict on the hotplug cycle")
+    expect(number(out, r"(\d+) unclaimed accesses") == 0, "no unclaimed accesses")
+    expect(number(out, r"(\d+) bad test-device accesses") == 0, "no bad test-device accesses")
+    return taken
+
+
+def case_hotplug_pci(host, guest, tmp):
+    """A virtio-blk disk hot-plugged behind the PCIe root port 00:1f.0 when
+    the guest asks, driven (verify with MSI-X), and hot-unplugged."""
+    disk = make_disk(tmp, 16)
+    seed, blocks = 0x5107, 64
+    rc, out = run(host, ["--guest", guest, "--blk", f"{disk},transport=pci,hotplug",
+                         "--mode", "hotplug", "--seed", str(seed), "--verify-blocks", str(blocks)])
+    expect_rc(rc, 0, out)
+    expect("guest verdict PASS, exit code 0" in out, "guest verdict PASS")
+    check_hotplug(out)
+    expect("guest: hotplug: root port 00:1f.0, slot 1 on bus 1:" in out, "the guest found the port")
+    expect("guest: pci 01:00.0: 1af4:1042 (virtio-blk), found by enumeration" in out,
+           "the guest enumerated the disk behind the port")
+    m = re.search(r"^guest: pci 01:00\.0: BAR 1 at 0x([0-9a-f]+), BAR 4 at 0x([0-9a-f]+)$", out,
+                  re.M)
+    expect(m is not None, "the disk's BARs were assigned")
+    bars = [int(g, 16) for g in m.groups()]
+    m = re.search(r"^guest: blk: moved BAR 4 from 0x([0-9a-f]+) to 0x([0-9a-f]+)$", out, re.M)
+    expect(m is not None and int(m.group(1), 16) == bars[1], "the guest moved BAR 4")
+    bars.append(int(m.group(2), 16))
+    expect(all(HOTPLUG_WINDOW[0] <= b < HOTPLUG_WINDOW[1] for b in bars),
+           "every BAR inside the port's memory window")
+    expect("kvm-host: disk 0: /" in out and "virtio-pci at 01:00.0 (hotplug slot)" in out,
+           "the disk's report, taken at the unplug")
+    m = re.search(r"^kvm-host: disk 0: pci: BAR 4 placed or moved (\d+) times, notify ioeventfd "
+                  r"at 0x([0-9a-f]+), (\d+) kicks missed it$", out, re.M)
+    expect(m is not None, "the disk's PCI summary")
+    # placed, off and on again for the move, gone with the function
+    expect(int(m.group(1)) >= 4, f"BAR 4 reported {m.group(1)} times, want >= 4")
+    expect(int(m.group(2), 16) == 0 and int(m.group(3)) == 0,
+           "no ioeventfd left after the unplug, no kick missed it before")
+    expect(number(out, r"^kvm-host: disk 0: status .* (\d+) kicks$") > 0, "kicks by ioeventfd")
+    m = re.search(r"disk 0: pci: MSI-X: (\d+) interrupts by irqfd, (\d+) by KVM_SIGNAL_MSI", out)
+    expect(m is not None and int(m.group(1)) > 0 and int(m.group(2)) == 0,
+           "the disk's MSI-X interrupts through the irqfd routes")
+    expect("NEEDS_RESET not seen, 0 malformed, 0 I/O errors" in out, "no device errors")
+    expect("byte for byte" in out, "the host's image check passed")
+    check_blocks(disk, seed, blocks)
+
+
+def case_hostile_slot_power_pci(host, guest, tmp):
+    """The guest toggles slot power and Link Disable 50 times with the disk
+    plugged, then writes every Slot Control and Slot Status bit: the
+    function must come and go with the link, and the unplug after it must
+    still end with the disk gone from every bus."""
+    disk = make_disk(tmp, 16)
+    rc, out = run(host, ["--guest", guest, "--blk", f"{disk},transport=pci,hotplug",
+                         "--mode", "hostile=slot-power"])
+    expect_rc(rc, 0, out)
+    expect("guest verdict PASS, exit code 0" in out, "guest verdict PASS")
+    expect("guest: hostile: slot power and Link Disable toggled 50 times with the disk plugged"
+           in out, "the guest toggled the slot 50 times")
+    taken = check_hotplug(out)
+    expect(taken >= 50, f"{taken} hotplug interrupts, want one per power toggle at least")
+    with open(disk, "rb") as f:
+        expect(f.read(BLOCK) == bytes(BLOCK), "the disk was not written")
 
 
 def case_usage(host, guest, tmp):
@@ -248,7 +468,8 @@ def case_usage(host, guest, tmp):
         (["--mode", "nope"], "unknown mode"),
         (["--mode", "hostile=nope"], "unknown mode"),
         (["--vcpus", "2"], "one vCPU"),
-        (["--blk", disk + ",transport=pci"], "not yet supported"),
+        (["--blk", disk + ",transport=usb"], "unknown option 'transport=usb'"),
+        (["--mode", "hostile=bar-overlap"], "needs disk 0 on transport=pci"),
         (["--blk", disk + ",backend=spdk"], "unknown option 'backend=spdk'"),
         (["--mem", "1"], "--mem"),
         (["--mem", "5000"], "--mem"),
@@ -263,6 +484,12 @@ def case_usage(host, guest, tmp):
         (["--cpus", "bogus"], "--cpus: 'bogus'"),
         (["--cpus", "1"], "--cpus: '1'"),
         (["--cpus", "0,x"], "--cpus"),
+        (["--blk", disk + ",hotplug"], "hotplug needs transport=pci"),
+        (["--blk", disk + ",transport=pci,hotplug"], "go with a hotplug disk 0"),
+        (["--mode", "hotplug"], "go with a hotplug disk 0"),
+        (["--mode", "hostile=slot-power"], "go with a hotplug disk 0"),
+        (["--blk", disk, "--blk", disk + ",transport=pci,hotplug", "--mode", "hotplug"],
+         "only disk 0 can be hotplug"),
     ]
     for args, msg in bad:
         full = ["--guest", guest]
@@ -401,6 +628,21 @@ CASES = {
     "hostile-grow-race": case_hostile_grow_race,
     "bench-smoke": case_bench_smoke,
     "first-io": case_first_io,
+    "verify-pci": case_verify_pci,
+    "verify-pci-multi": case_verify_pci_multi,
+    "irq-pci": case_irq_pci,
+    "hostile-bad-desc-pci": hostile("bad-desc", r"NEEDS_RESET seen", "pci"),
+    "hostile-loop-pci": hostile("loop", r"NEEDS_RESET seen", "pci"),
+    "hostile-queue-size0-pci": hostile("queue-size0", r"[1-9]\d* register accesses refused",
+                                       "pci"),
+    "hostile-order-pci": hostile("order", r"[1-9]\d* register accesses refused", "pci"),
+    "hostile-grow-race-pci": case_hostile_grow_race_pci,
+    "hostile-bar-overlap-pci": hostile("bar-overlap", r"^kvm-host: pci: [1-9]\d* config writes "
+                                       r"refused$", "pci"),
+    "bench-smoke-pci": case_bench_smoke_pci,
+    "first-io-pci": case_first_io_pci,
+    "hotplug-pci": case_hotplug_pci,
+    "hostile-slot-power-pci": case_hostile_slot_power_pci,
     "usage": case_usage,
     "missing-image": case_missing_image,
     "missing-guest": case_missing_guest,

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * virtio-blk as the guest sees it. The library's driver half (vdev_drv over
- * vdev_drv_mmio) runs the initialization sequence and the split ring; the
- * requests (header, data, status byte) are built here by hand. Completions
- * come by polling the used ring or, in TG_MODE_IRQ, by interrupt.
+ * vdev_drv_mmio or vdev_drv_vpci) runs the initialization sequence and the
+ * split ring; the requests (header, data, status byte) are built here by
+ * hand. Completions come by polling the used ring or, in TG_MODE_IRQ, by
+ * interrupt (virtio-mmio: its one interrupt, acknowledged in the device;
+ * virtio-pci: MSI-X, config on vector 0, the queue on vector 1).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@
 
 #include <virtio-dev/driver.h>
 #include <virtio-dev/mmio.h>
+#include <virtio-dev/virtio-pci.h>
 
 #include "../tg-pattern.h"
 #include "tg.h"
@@ -47,8 +50,12 @@ struct tg_req {
 };
 
 struct tg_blk {
-	uint64_t base; /* register block */
-	vdev_drv_mmio *regs;
+	const struct vdev_drv_transport_ops *t;
+	void *tp;              /* t's opaque */
+	uint64_t base;         /* virtio-mmio: the register block */
+	vdev_drv_mmio *regs;   /* virtio-mmio */
+	vdev_drv_vpci *vpci;   /* virtio-pci */
+	int msix;              /* virtio-pci: MSI-X enabled */
 	vdev_drv *drv;
 	vdev_drvq *q;
 	uint64_t features;
@@ -62,15 +69,28 @@ struct tg_blk {
 
 /* ---- interrupts ---------------------------------------------------------- */
 
-static vdev_drv_mmio *irq_regs; /* the device whose interrupts we take */
-static uint32_t irq_flag;       /* set by the handler, taken by the waiter */
+static struct tg_blk *irq_blk; /* the device whose interrupts we take */
+static uint32_t irq_flag;      /* set by the handler, taken by the waiter */
 static uint64_t irqs_seen, irqs_config;
 
-void tg_irq_handler(void)
-{
-	uint32_t isr = irq_regs ? vdev_drv_mmio_ack_interrupt(irq_regs) : 0;
+/* MSI-X vector 0 is the configuration change (vdev_drv_vpci_enable_msix). */
+#define VECTOR_CONFIG 0u
 
-	if (isr & VIRTIO_MMIO_INT_CONFIG)
+void tg_irq_handler(uint32_t index)
+{
+	const struct tg_blk *b = irq_blk;
+	int config = 0;
+
+	if (index == TG_IRQ_INDEX_HOTPLUG) { /* the PCIe root port's, not ours */
+		tg_hotplug_irq();
+		tg_irq_eoi();
+		return;
+	}
+	if (b && b->regs)
+		config = vdev_drv_mmio_ack_interrupt(b->regs) & VIRTIO_MMIO_INT_CONFIG;
+	else if (b && b->vpci)
+		config = index == VECTOR_CONFIG;
+	if (config)
 		irqs_config++;
 	irqs_seen++;
 	__atomic_store_n(&irq_flag, 1, __ATOMIC_RELEASE);
@@ -88,7 +108,7 @@ static uint32_t regs_read(void *ctx, uint32_t offset, uint32_t width)
 {
 	const struct tg_blk *b = ctx;
 
-	return tg_mmio_read(b->base + offset, width);
+	return (uint32_t)tg_mmio_read(b->base + offset, width);
 }
 
 static void regs_write(void *ctx, uint32_t offset, uint32_t width, uint32_t value)
@@ -114,7 +134,7 @@ static uint64_t negotiate(vdev_drv *drv, void *opaque, uint64_t offered)
 static int pre_init(vdev_drv *drv, void *opaque)
 {
 	struct tg_blk *b = opaque;
-	uint32_t max = vdev_drv_mmio_transport()->queue_max_size(b->regs, 0), size = QUEUE_SIZE;
+	uint32_t max = b->t->queue_max_size(b->tp, 0), size = QUEUE_SIZE;
 
 	while (size > max)
 		size /= 2;
@@ -187,40 +207,91 @@ int tg_probe(const struct tg_device *dev, uint32_t *device_id)
 	return vdev_drv_mmio_probe(regs, device_id);
 }
 
-struct tg_blk *tg_blk_open(const struct tg_device *dev, int quiet)
+static int open_mmio(struct tg_blk *b, const struct tg_vdev *dev)
 {
-	struct vdev_drv_config cfg = VDEV_DRV_CONFIG_INIT;
-	struct tg_blk *b = tg_alloc(sizeof(*b), 16);
 	void *regs_mem = tg_alloc(vdev_drv_mmio_storage_size(), 16);
-	void *drv_mem = tg_alloc(vdev_drv_storage_size(), 16);
-	void *arena = tg_alloc(ARENA_SIZE, 4096);
-	struct tg_req *reqs;
-	uint32_t id, i;
+	uint32_t id;
 	int r;
 
-	if (!b || !regs_mem || !drv_mem || !arena) {
-		tg_printf("blk: out of heap");
-		return NULL;
-	}
-	memset(b, 0, sizeof(*b));
 	b->base = dev->base;
-	r = vdev_drv_mmio_init(regs_mem, vdev_drv_mmio_storage_size(), &regs_io, b, &b->regs);
+	r = regs_mem ? vdev_drv_mmio_init(regs_mem, vdev_drv_mmio_storage_size(), &regs_io, b,
+					  &b->regs) : -1;
 	if (r == 0)
 		r = vdev_drv_mmio_probe(b->regs, &id);
 	if (r < 0 || id != VIRTIO_ID_BLOCK) {
 		tg_printf("blk: no virtio-blk at 0x%lx (%d, device id %u)", dev->base, r,
 			  r < 0 ? 0 : id);
+		return -1;
+	}
+	b->t = vdev_drv_mmio_transport();
+	b->tp = b->regs;
+	return 0;
+}
+
+/*
+ * Unless @quiet, BAR 4 moves first (to a new place in the window, decode
+ * off meanwhile, as an OS that rebalances BARs before it binds a driver):
+ * the kicks then go to its new notify address, where the host must have
+ * moved its ioeventfd.
+ */
+static int open_pci(struct tg_blk *b, const struct tg_vdev *dev, int quiet)
+{
+	uint64_t size = vdev_drv_vpci_storage_size(), bar4;
+	void *mem = tg_alloc(size, 16);
+	int r;
+
+	if (!quiet) {
+		uint64_t from = vdev_drv_pci_bar_address(&tg_pci_io, dev->pci, dev->addr,
+							 VDEV_VIRTIO_PCI_BAR_MODERN);
+
+		bar4 = tg_pci_move_bar(dev->pci, dev->addr, VDEV_VIRTIO_PCI_BAR_MODERN);
+		if (!bar4)
+			return -1;
+		tg_printf("blk: moved BAR 4 from 0x%lx to 0x%lx", from, bar4);
+	}
+	r = mem ? vdev_drv_vpci_init(mem, size, &tg_pci_io, dev->pci, dev->addr, &b->vpci) : -1;
+	if (r < 0 || vdev_drv_vpci_device_type(b->vpci) != VIRTIO_ID_BLOCK) {
+		tg_printf("blk: no virtio-blk at pci " TG_PCI_FMT " (%d)", TG_PCI_ARGS(dev->addr),
+			  r);
+		return -1;
+	}
+	/* Vector i carries TG_IRQ_VECTOR + i: config, then queue 0. */
+	r = vdev_drv_vpci_enable_msix(b->vpci, TG_APIC_GPA, TG_IRQ_VECTOR);
+	b->msix = r > 0;
+	if (!quiet)
+		tg_printf(r > 0 ? "blk: MSI-X, %d vectors from vector 0x%x" :
+				  "blk: no MSI-X (%d); vector 0x%x unused", r, TG_IRQ_VECTOR);
+	b->t = vdev_drv_vpci_transport();
+	b->tp = b->vpci;
+	return 0;
+}
+
+struct tg_blk *tg_blk_open(const struct tg_vdev *dev, int quiet)
+{
+	struct vdev_drv_config cfg = VDEV_DRV_CONFIG_INIT;
+	struct tg_blk *b = tg_alloc(sizeof(*b), 16);
+	void *drv_mem = tg_alloc(vdev_drv_storage_size(), 16);
+	void *arena = tg_alloc(ARENA_SIZE, 4096);
+	struct tg_req *reqs;
+	uint32_t i;
+	int r;
+
+	if (!b || !drv_mem || !arena) {
+		tg_printf("blk: out of heap");
 		return NULL;
 	}
+	memset(b, 0, sizeof(*b));
+	r = dev->kind == TG_DEV_PCI_ECAM ? open_pci(b, dev, quiet) : open_mmio(b, dev);
+	if (r < 0)
+		return NULL;
 	if (!quiet) {
-		const struct vdev_drv_transport_ops *t = vdev_drv_mmio_transport();
-		uint64_t offered = t->get_device_features(b->regs, 0) |
-				   (uint64_t)t->get_device_features(b->regs, 1) << 32;
+		uint64_t offered = b->t->get_device_features(b->tp, 0) |
+				   (uint64_t)b->t->get_device_features(b->tp, 1) << 32;
 
 		print_features("offered", offered);
 	}
-	cfg.transport = vdev_drv_mmio_transport();
-	cfg.transport_opaque = b->regs;
+	cfg.transport = b->t;
+	cfg.transport_opaque = b->tp;
 	cfg.driver = &blk_ops;
 	cfg.driver_opaque = b;
 	cfg.arena = arena;
@@ -265,14 +336,14 @@ struct tg_blk *tg_blk_open(const struct tg_device *dev, int quiet)
 			  "requests in flight", b->sectors, b->sectors >> 11, vdev_drvq_size(b->q),
 			  b->nreqs);
 	}
-	irq_regs = NULL;
+	irq_blk = NULL;
 	irqs_seen = irqs_config = 0;
 	return b;
 }
 
 void tg_blk_close(struct tg_blk *b)
 {
-	irq_regs = NULL;
+	irq_blk = NULL;
 	vdev_drv_reset(b->drv);
 }
 
@@ -507,8 +578,12 @@ int tg_blk_verify(struct tg_blk *b, uint64_t seed, uint32_t blocks, int use_irq)
 			  b->sectors / SECTORS_PER_BLOCK);
 		return -1;
 	}
+	if (use_irq && b->vpci && !b->msix) {
+		tg_printf("verify: interrupts over virtio-pci need MSI-X (no INTx here)");
+		return -1;
+	}
 	if (use_irq) {
-		irq_regs = b->regs;
+		irq_blk = b;
 		tg_irq_install();
 	}
 	/* With interrupts on, enabling may report buffers already used: there

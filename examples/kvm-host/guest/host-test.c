@@ -3,15 +3,17 @@
  * The test guest's logic without KVM. This file stands in for platform.c
  * and entry.S: its "guest" is tg_main on this thread, its "VMM" the
  * library's virtio-blk over a RAM disk behind virtio-mmio on an MMIO bus,
- * with a device thread that reaps backend completions and delivers the
- * device's interrupts by calling tg_irq_handler. Guest memory is registered
- * at its own host address, so the guest's pointers are its guest-physical
+ * or behind virtio-pci on a PCI root whose ECAM window is on that bus, with
+ * a device thread that reaps backend completions and delivers the device's
+ * interrupts by calling tg_irq_handler. Guest memory is registered at its
+ * own host address, so the guest's pointers are its guest-physical
  * addresses, as under KVM's identity mapping.
  *
- * Every mode runs once against a fresh device, and the host side checks
- * what the guest claims (the disk holds the pattern, interrupts were taken,
- * marks were written). Then the guest must notice a device that corrupts
- * data or loses interrupts, a read-only disk, and bad boot info.
+ * Every mode runs once against a fresh device on each transport, and the
+ * host side checks what the guest claims (the disk holds the pattern,
+ * interrupts were taken on the vectors it programmed, marks were written,
+ * BAR 4 moved). Then the guest must notice a device that corrupts data or
+ * loses interrupts, a read-only disk, and bad boot info.
  */
 #include <errno.h>
 #include <poll.h>
@@ -37,6 +39,16 @@
 #define RAM_SIZE (8u << 20)
 #define DISK_SIZE (4u << 20)
 #define MAX_MARKS 16u
+#define PCI_ADDR VDEV_PCI_ADDR(0, 3, 0)
+#define PCI_WINDOW_BASE 0xc0000000ull
+#define PCI_WINDOW_SIZE 0x10000000ull
+
+#define MMIO 0 /* the transports */
+#define PCI 1
+#define NUM_TRANSPORTS 2
+#define ON_MMIO (1u << MMIO) /* struct test_case.transports */
+#define ON_PCI (1u << PCI)
+#define ON_BOTH (ON_MMIO | ON_PCI)
 
 /* What a run may do to the guest on purpose. */
 #define FAULT_CORRUPT 0x1u   /* flip a byte of block 5 once the guest flushed */
@@ -46,13 +58,21 @@
 
 struct vmm {
 	uint32_t faults;
+	int transport;
 	uint8_t *ram;
 	vdev_mem *mem;
 	vdev_blk_backend *backend;
 	vdev_blk *blk;
+	vdev_bus *bus;
+	/* virtio-mmio */
 	vdev_irq *irq;
 	vdev_mmio *mmio;
-	vdev_bus *bus;
+	/* virtio-pci: MSI-X messages end in vector_fd[vector - TG_IRQ_VECTOR] */
+	vdev_pci_root *root;
+	vdev_virtio_pci *vpci;
+	int vector_fd[TG_IRQ_VECTORS];
+	uint64_t bar4_first, bar4_last; /* where the guest placed BAR 4 first and last */
+	uint64_t irqs[TG_IRQ_VECTORS];   /* interrupts delivered, per vector */
 	pthread_t thread;
 	int stop_fd;
 	int irq_on; /* the guest installed its handler */
@@ -97,22 +117,28 @@ void tg_power_off(uint32_t code)
 	longjmp(vm.power_off, 1);
 }
 
-uint32_t tg_mmio_read(uint64_t gpa, uint32_t width)
+uint64_t tg_mmio_read(uint64_t gpa, uint32_t width)
 {
-	uint8_t b[4] = {0};
+	uint8_t b[8] = {0};
+	uint64_t v = 0;
 
 	if ((vm.faults & FAULT_READY_LIES) && gpa == TG_MMIO_BASE + VIRTIO_MMIO_QUEUE_READY)
 		return 1;
+	if (width > sizeof(b))
+		return 0;
 	/* A refused access reads zeros, as a VMM answers an MMIO exit. */
 	(void)vdev_bus_read(vm.bus, gpa, width, 0, b);
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	for (uint32_t i = width; i-- > 0;)
+		v = v << 8 | b[i];
+	return v;
 }
 
-void tg_mmio_write(uint64_t gpa, uint32_t width, uint32_t value)
+void tg_mmio_write(uint64_t gpa, uint32_t width, uint64_t value)
 {
-	uint8_t b[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
-			(uint8_t)(value >> 24)};
+	uint8_t b[8];
 
+	for (uint32_t i = 0; i < width && i < sizeof(b); i++)
+		b[i] = (uint8_t)(value >> (8 * i));
 	(void)vdev_bus_write(vm.bus, gpa, width, 0, b);
 }
 
@@ -141,42 +167,136 @@ static void fail(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* No PCIe root port here (hotplug runs under KVM only): a request is a
+ * guest bug. */
+void tg_hotplug_request(uint32_t op)
+{
+	fail("the guest asked for hotplug (%u); no mode run here does", op);
+}
+
 /* Backend completions and interrupts, as a VMM's event loop has them. */
 static void *device_thread(void *arg)
 {
 	int cfd = vdev_blk_completion_fd(vm.blk, 0);
-	struct pollfd p[3] = {
-		{.fd = vm.stop_fd, .events = POLLIN},
-		{.fd = vdev_irq_eventfd(vm.irq, VDEV_IRQ_QUEUE, 0), .events = POLLIN},
-		{.fd = cfd, .events = POLLIN},
-	};
+	struct pollfd p[2 + TG_IRQ_VECTORS];
+	uint32_t n = 0, first_irq, i;
 
 	(void)arg;
+	p[n++] = (struct pollfd){.fd = vm.stop_fd, .events = POLLIN};
+	p[n++] = (struct pollfd){.fd = cfd, .events = POLLIN}; /* -1: ignored */
+	first_irq = n;
+	if (vm.transport == MMIO)
+		p[n++] = (struct pollfd){.fd = vdev_irq_eventfd(vm.irq, VDEV_IRQ_QUEUE, 0),
+					 .events = POLLIN};
+	else
+		for (i = 0; i < TG_IRQ_VECTORS; i++)
+			p[n++] = (struct pollfd){.fd = vm.vector_fd[i], .events = POLLIN};
 	for (;;) {
-		uint64_t n;
+		uint64_t v;
 
-		if (poll(p, cfd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR)
+		if (poll(p, n, -1) < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
 			break;
-		if (cfd >= 0 && p[2].revents)
+		if (cfd >= 0 && p[1].revents)
 			vdev_blk_process_completions(vm.blk, 0);
-		if ((p[1].revents & POLLIN) && read(p[1].fd, &n, sizeof(n)) == sizeof(n) &&
-		    __atomic_load_n(&vm.irq_on, __ATOMIC_ACQUIRE) && !(vm.faults & FAULT_DROP_IRQ))
-			tg_irq_handler();
+		for (i = first_irq; i < n; i++) {
+			if ((p[i].revents & POLLIN) && read(p[i].fd, &v, sizeof(v)) == sizeof(v) &&
+			    __atomic_load_n(&vm.irq_on, __ATOMIC_ACQUIRE) &&
+			    !(vm.faults & FAULT_DROP_IRQ)) {
+				vm.irqs[i - first_irq]++;
+				tg_irq_handler(i - first_irq);
+			}
+		}
 	}
 	return NULL;
 }
 
-static int vmm_start(uint32_t faults)
+/* MSI-X: what the guest programmed must be an interrupt it has a gate for. */
+static int msi_signal(void *opaque, uint32_t vector, uint64_t address, uint32_t data)
+{
+	uint64_t one = 1;
+
+	(void)opaque;
+	if (address != TG_APIC_GPA || data < TG_IRQ_VECTOR ||
+	    data - TG_IRQ_VECTOR >= TG_IRQ_VECTORS) {
+		fail("MSI-X vector %u: message 0x%lx/0x%x is no interrupt of the guest", vector,
+		     address, data);
+		return -EINVAL;
+	}
+	if (write(vm.vector_fd[data - TG_IRQ_VECTOR], &one, sizeof(one)) != sizeof(one))
+		return -errno;
+	return 0;
+}
+
+static const struct vdev_pci_msi_ops msi_ops = {
+	.struct_size = sizeof(struct vdev_pci_msi_ops),
+	.signal = msi_signal,
+};
+
+static void bar_moved(void *opaque, const struct vdev_pci_bar_move *move)
+{
+	(void)opaque;
+	if (move->bar != VDEV_VIRTIO_PCI_BAR_MODERN || !move->new_base)
+		return;
+	if (!vm.bar4_first)
+		vm.bar4_first = move->new_base;
+	vm.bar4_last = move->new_base;
+}
+
+static const struct vdev_pci_root_ops root_ops = {
+	.struct_size = sizeof(struct vdev_pci_root_ops),
+	.bar_moved = bar_moved,
+};
+
+static int vmm_mmio(vdev_device *dev)
+{
+	struct vdev_mmio_config mcfg = VDEV_MMIO_CONFIG_INIT;
+
+	mcfg.base = TG_MMIO_BASE;
+	if (vdev_irq_new_eventfd(vdev_device_num_queues(dev), VDEV_IRQ_F_SHARED, &vm.irq) < 0 ||
+	    vdev_mmio_new(&mcfg, dev, vm.irq, &vm.mmio) < 0 ||
+	    vdev_bus_insert(vm.bus, TG_MMIO_BASE, VDEV_MMIO_SIZE, vdev_mmio_bus_ops(), vm.mmio) < 0)
+		return -1;
+	return 0;
+}
+
+static int vmm_pci(vdev_device *dev)
+{
+	struct vdev_pci_root_config rcfg = VDEV_PCI_ROOT_CONFIG_INIT;
+	struct vdev_virtio_pci_config pcfg = VDEV_VIRTIO_PCI_CONFIG_INIT;
+
+	for (uint32_t i = 0; i < TG_IRQ_VECTORS; i++) {
+		vm.vector_fd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (vm.vector_fd[i] < 0)
+			return -1;
+	}
+	rcfg.num_buses = 1;
+	rcfg.mmio_bus = vm.bus;
+	rcfg.mmio32_base = PCI_WINDOW_BASE;
+	rcfg.mmio32_size = PCI_WINDOW_SIZE;
+	rcfg.ops = &root_ops;
+	pcfg.msi_ops = &msi_ops;
+	if (vdev_pci_root_new(&rcfg, &vm.root) < 0 ||
+	    vdev_bus_insert(vm.bus, TG_ECAM_BASE, VDEV_PCI_ECAM_BUS_SIZE, vdev_pci_root_ecam_ops(),
+			    vm.root) < 0 ||
+	    vdev_virtio_pci_new(&pcfg, dev, &vm.vpci) < 0 ||
+	    vdev_pci_root_add(vm.root, PCI_ADDR, vdev_virtio_pci_bus_ops(), vm.vpci) < 0)
+		return -1;
+	return 0;
+}
+
+static int vmm_start(uint32_t faults, int transport)
 {
 	struct vdev_blk_config bcfg = VDEV_BLK_CONFIG_INIT;
-	struct vdev_mmio_config mcfg = VDEV_MMIO_CONFIG_INIT;
 	vdev_device *dev;
 
 	memset(&vm, 0, sizeof(vm));
 	vm.faults = faults;
+	vm.transport = transport;
 	vm.stop_fd = -1;
+	for (uint32_t i = 0; i < TG_IRQ_VECTORS; i++)
+		vm.vector_fd[i] = -1;
 	vm.ram = aligned_alloc(4096, RAM_SIZE);
 	if (!vm.ram)
 		return -ENOMEM;
@@ -191,12 +311,8 @@ static int vmm_start(uint32_t faults)
 	if (vdev_blk_new(&bcfg, vm.backend, &vm.blk) < 0)
 		return -1;
 	dev = vdev_blk_device(vm.blk);
-	mcfg.base = TG_MMIO_BASE;
-	if (vdev_device_set_memory(dev, vm.mem) < 0 ||
-	    vdev_irq_new_eventfd(vdev_device_num_queues(dev), VDEV_IRQ_F_SHARED, &vm.irq) < 0 ||
-	    vdev_mmio_new(&mcfg, dev, vm.irq, &vm.mmio) < 0 ||
-	    vdev_bus_new(VDEV_BUS_MMIO, &vm.bus) < 0 ||
-	    vdev_bus_insert(vm.bus, TG_MMIO_BASE, VDEV_MMIO_SIZE, vdev_mmio_bus_ops(), vm.mmio) < 0)
+	if (vdev_device_set_memory(dev, vm.mem) < 0 || vdev_bus_new(VDEV_BUS_MMIO, &vm.bus) < 0 ||
+	    (transport == PCI ? vmm_pci(dev) : vmm_mmio(dev)) < 0)
 		return -1;
 	vm.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (vm.stop_fd < 0 || pthread_create(&vm.thread, NULL, device_thread, NULL) != 0) {
@@ -218,12 +334,19 @@ static void vmm_stop(void)
 		pthread_join(vm.thread, NULL);
 		close(vm.stop_fd);
 	}
+	if (vm.root)
+		vdev_bus_remove(vm.bus, TG_ECAM_BASE);
+	vdev_pci_root_free(vm.root); /* takes the function's BARs off the bus */
+	vdev_virtio_pci_free(vm.vpci);
 	vdev_bus_free(vm.bus);
 	vdev_mmio_free(vm.mmio);
 	vdev_blk_free(vm.blk);
 	vdev_blk_backend_free(vm.backend);
 	vdev_irq_free(vm.irq);
 	vdev_mem_free(vm.mem);
+	for (uint32_t i = 0; i < TG_IRQ_VECTORS; i++)
+		if (vm.vector_fd[i] >= 0)
+			close(vm.vector_fd[i]);
 	free(vm.ram);
 }
 
@@ -256,10 +379,18 @@ static void boot_info(struct tg_boot_info *bi, uint32_t mode)
 	bi->heap_end = (uintptr_t)vm.ram + RAM_SIZE;
 	bi->tsc_khz = tsc_khz();
 	bi->num_devices = 1;
-	bi->devices[0].kind = TG_DEV_VIRTIO_MMIO;
-	bi->devices[0].virtio_id = 2;
-	bi->devices[0].base = TG_MMIO_BASE;
-	bi->devices[0].size = VDEV_MMIO_SIZE;
+	if (vm.transport == PCI) {
+		bi->devices[0].kind = TG_DEV_PCI_ECAM;
+		bi->devices[0].base = TG_ECAM_BASE;
+		bi->devices[0].size = VDEV_PCI_ECAM_BUS_SIZE;
+		bi->pci_mem_base = PCI_WINDOW_BASE;
+		bi->pci_mem_size = PCI_WINDOW_SIZE;
+	} else {
+		bi->devices[0].kind = TG_DEV_VIRTIO_MMIO;
+		bi->devices[0].virtio_id = 2;
+		bi->devices[0].base = TG_MMIO_BASE;
+		bi->devices[0].size = VDEV_MMIO_SIZE;
+	}
 	bi->verify_blocks = 100;
 	bi->bench_ms = 50;
 	bi->num_depths = 2;
@@ -308,6 +439,9 @@ static void check_verify(const struct tg_boot_info *bi)
 		fail("features 0x%lx: want VERSION_1, EVENT_IDX, INDIRECT_DESC, split", f);
 	if (vdev_device_acked_features(vdev_blk_device(vm.blk)) != 0 && !vm.failure[0])
 		fail("the guest left the device running (features still acked)");
+	if (vm.transport == PCI && (!vm.bar4_first || vm.bar4_last == vm.bar4_first))
+		fail("BAR 4 was placed at 0x%lx and never moved (last 0x%lx)", vm.bar4_first,
+		     vm.bar4_last);
 }
 
 static void check_irq(const struct tg_boot_info *bi)
@@ -315,6 +449,10 @@ static void check_irq(const struct tg_boot_info *bi)
 	check_verify(bi);
 	if (!bi->irqs_seen || vm.eois != bi->irqs_seen)
 		fail("irqs_seen %lu, EOIs %lu", bi->irqs_seen, vm.eois);
+	/* MSI-X: config changes on vector 0 (none here), the queue on 1. */
+	if (vm.transport == PCI && (vm.irqs[0] || vm.irqs[1] != bi->irqs_seen))
+		fail("MSI-X: %lu config and %lu queue interrupts, want 0 and %lu", vm.irqs[0],
+		     vm.irqs[1], bi->irqs_seen);
 }
 
 static void check_bench(const struct tg_boot_info *bi)
@@ -378,6 +516,7 @@ static void less_ram(struct tg_boot_info *bi)
 
 struct test_case {
 	const char *name;
+	uint32_t transports; /* ON_*: run once on each */
 	uint32_t mode, hostile, faults;
 	int exit_code; /* what the guest must exit with */
 	void (*tweak)(struct tg_boot_info *bi);
@@ -385,65 +524,79 @@ struct test_case {
 };
 
 static const struct test_case cases[] = {
-	{"verify", TG_MODE_VERIFY, 0, 0, 0, NULL, check_verify},
-	{"irq", TG_MODE_IRQ, 0, 0, 0, NULL, check_irq},
-	{"bench", TG_MODE_BENCH, 0, 0, 0, NULL, check_bench},
-	{"first-io", TG_MODE_FIRST_IO, 0, 0, 0, NULL, check_first_io},
-	{"hostile bad-desc", TG_MODE_HOSTILE, TG_HOSTILE_BAD_DESC, 0, 0, NULL, check_hostile},
-	{"hostile queue-size0", TG_MODE_HOSTILE, TG_HOSTILE_QUEUE_SIZE0, 0, 0, NULL, check_hostile},
-	{"hostile order", TG_MODE_HOSTILE, TG_HOSTILE_ORDER, 0, 0, NULL, check_hostile},
-	{"hostile loop", TG_MODE_HOSTILE, TG_HOSTILE_LOOP, 0, 0, NULL, check_hostile},
+	{"verify", ON_BOTH, TG_MODE_VERIFY, 0, 0, 0, NULL, check_verify},
+	{"irq", ON_BOTH, TG_MODE_IRQ, 0, 0, 0, NULL, check_irq},
+	{"bench", ON_BOTH, TG_MODE_BENCH, 0, 0, 0, NULL, check_bench},
+	{"first-io", ON_BOTH, TG_MODE_FIRST_IO, 0, 0, 0, NULL, check_first_io},
+	{"hostile bad-desc", ON_BOTH, TG_MODE_HOSTILE, TG_HOSTILE_BAD_DESC, 0, 0, NULL,
+	 check_hostile},
+	{"hostile queue-size0", ON_BOTH, TG_MODE_HOSTILE, TG_HOSTILE_QUEUE_SIZE0, 0, 0, NULL,
+	 check_hostile},
+	{"hostile order", ON_BOTH, TG_MODE_HOSTILE, TG_HOSTILE_ORDER, 0, 0, NULL, check_hostile},
+	{"hostile loop", ON_BOTH, TG_MODE_HOSTILE, TG_HOSTILE_LOOP, 0, 0, NULL, check_hostile},
 	/* Here the device takes each chain inside the kick, before the guest can
 	 * change it: every try is refused with an error status. */
-	{"hostile grow-race", TG_MODE_HOSTILE, TG_HOSTILE_GROW_RACE, 0, 0, NULL, check_hostile},
+	{"hostile grow-race", ON_BOTH, TG_MODE_HOSTILE, TG_HOSTILE_GROW_RACE, 0, 0, NULL,
+	 check_hostile},
+	{"hostile bar-overlap", ON_PCI, TG_MODE_HOSTILE, TG_HOSTILE_BAR_OVERLAP, 0, 0, NULL,
+	 check_hostile},
 	/* The guest must see through these. */
-	{"verify, corrupting disk", TG_MODE_VERIFY, 0, FAULT_CORRUPT, 1, NULL, NULL},
-	{"verify, read-only disk", TG_MODE_VERIFY, 0, FAULT_READONLY, 1, NULL, NULL},
-	{"verify, disk too small", TG_MODE_VERIFY, 0, 0, 1, too_many_blocks, NULL},
-	{"irq, interrupts lost", TG_MODE_IRQ, 0, FAULT_DROP_IRQ, 1, fast_clock, NULL},
-	{"hostile bad-desc, device takes any buffer", TG_MODE_HOSTILE, TG_HOSTILE_BAD_DESC, 0, 1,
-	 less_ram, NULL},
-	{"hostile queue-size0, QueueReady lies", TG_MODE_HOSTILE, TG_HOSTILE_QUEUE_SIZE0,
+	{"verify, corrupting disk", ON_BOTH, TG_MODE_VERIFY, 0, FAULT_CORRUPT, 1, NULL, NULL},
+	{"verify, read-only disk", ON_BOTH, TG_MODE_VERIFY, 0, FAULT_READONLY, 1, NULL, NULL},
+	{"verify, disk too small", ON_BOTH, TG_MODE_VERIFY, 0, 0, 1, too_many_blocks, NULL},
+	{"irq, interrupts lost", ON_BOTH, TG_MODE_IRQ, 0, FAULT_DROP_IRQ, 1, fast_clock, NULL},
+	{"hostile bad-desc, device takes any buffer", ON_BOTH, TG_MODE_HOSTILE,
+	 TG_HOSTILE_BAD_DESC, 0, 1, less_ram, NULL},
+	{"hostile queue-size0, QueueReady lies", ON_MMIO, TG_MODE_HOSTILE, TG_HOSTILE_QUEUE_SIZE0,
 	 FAULT_READY_LIES, 1, NULL, NULL},
-	{"hostile order, QueueReady lies", TG_MODE_HOSTILE, TG_HOSTILE_ORDER, FAULT_READY_LIES, 1,
+	{"hostile order, QueueReady lies", ON_MMIO, TG_MODE_HOSTILE, TG_HOSTILE_ORDER,
+	 FAULT_READY_LIES, 1, NULL, NULL},
+	{"hostile bar-overlap without PCI", ON_MMIO, TG_MODE_HOSTILE, TG_HOSTILE_BAR_OVERLAP, 0, 1,
 	 NULL, NULL},
-	{"bad boot info", TG_MODE_VERIFY, 0, 0, 2, bad_magic, NULL},
-	{"unknown mode", 99, 0, 0, 1, NULL, NULL},
-	{"unknown hostile case", TG_MODE_HOSTILE, 99, 0, 1, NULL, NULL},
+	{"bad boot info", ON_MMIO, TG_MODE_VERIFY, 0, 0, 2, bad_magic, NULL},
+	{"unknown mode", ON_MMIO, 99, 0, 0, 1, NULL, NULL},
+	{"unknown hostile case", ON_MMIO, TG_MODE_HOSTILE, 99, 0, 1, NULL, NULL},
 };
 
 int main(void)
 {
-	uint32_t i, failed = 0;
+	static const char *const names[NUM_TRANSPORTS] = {"virtio-mmio", "virtio-pci"};
+	uint32_t i, runs = 0, failed = 0;
+	int t;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const struct test_case *c = &cases[i];
-		struct tg_boot_info bi;
-		int code;
+		for (t = 0; t < NUM_TRANSPORTS; t++) {
+			const struct test_case *c = &cases[i];
+			struct tg_boot_info bi;
+			int code;
 
-		printf("=== %s\n", c->name);
-		if (vmm_start(c->faults) < 0) {
-			printf("FAIL %s: cannot set the device up\n", c->name);
-			return 1;
-		}
-		boot_info(&bi, c->mode);
-		bi.hostile = c->hostile;
-		if (c->tweak)
-			c->tweak(&bi);
-		code = run_guest(&bi);
-		if (code != c->exit_code)
-			fail("exit code %d, want %d", code, c->exit_code);
-		else if (c->check)
-			c->check(&bi);
-		vmm_stop();
-		if (vm.failure[0]) {
-			printf("FAIL %s: %s\n", c->name, vm.failure);
-			failed++;
-		} else {
-			printf("ok %s\n", c->name);
+			if (!(c->transports & (1u << t)))
+				continue;
+			runs++;
+			printf("=== %s, %s\n", c->name, names[t]);
+			if (vmm_start(c->faults, t) < 0) {
+				printf("FAIL %s: cannot set the device up\n", c->name);
+				return 1;
+			}
+			boot_info(&bi, c->mode);
+			bi.hostile = c->hostile;
+			if (c->tweak)
+				c->tweak(&bi);
+			code = run_guest(&bi);
+			if (code != c->exit_code)
+				fail("exit code %d, want %d", code, c->exit_code);
+			else if (c->check)
+				c->check(&bi);
+			vmm_stop();
+			if (vm.failure[0]) {
+				printf("FAIL %s, %s: %s\n", c->name, names[t], vm.failure);
+				failed++;
+			} else {
+				printf("ok %s, %s\n", c->name, names[t]);
+			}
 		}
 	}
-	printf("%u of %zu cases failed\n", failed, sizeof(cases) / sizeof(cases[0]));
+	printf("%u of %u runs failed\n", failed, runs);
 	return failed ? 1 : 0;
 }

@@ -2,8 +2,10 @@
 /*
  * TG_MODE_HOSTILE: a guest that breaks the rules on purpose. The library's
  * driver half refuses to do any of this, so these requests and register
- * sequences are written by hand: registers with tg_mmio_write, the split ring
- * as plain structs in guest memory. The device passes when it refuses (a
+ * sequences are written by hand: registers with tg_mmio_write (the
+ * virtio-mmio block, or virtio-pci's common configuration and notify
+ * address, through one table of the registers used), the split ring as
+ * plain structs in guest memory. The device passes when it refuses (a
  * register that does not take, DEVICE_NEEDS_RESET, a request completed with
  * an error), fails when it goes along, and every wait is bounded. Each case
  * ends with a positive control: after a reset the same device must serve a
@@ -12,10 +14,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <linux/pci_regs.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
+#include <linux/virtio_pci.h>
 #include <linux/virtio_ring.h>
+
+#include <virtio-dev/virtio-pci.h>
 
 #include "tg.h"
 
@@ -27,9 +33,70 @@
 #define GROW_STEP 200u     /* each try: GROW_STEP longer; the chain flips by half that */
 #define GROW_HOLD_MS 500u  /* the request stays available this long after NEEDS_RESET */
 
+/* The registers used, whatever the transport calls them. */
+enum raw_reg {
+	R_STATUS,
+	R_DRIVER_FEATURES_SEL,
+	R_DRIVER_FEATURES,
+	R_QUEUE_SEL,
+	R_QUEUE_NUM_MAX,
+	R_QUEUE_NUM,
+	R_QUEUE_READY,
+	R_QUEUE_DESC_LOW,
+	R_QUEUE_DESC_HIGH,
+	R_QUEUE_AVAIL_LOW,
+	R_QUEUE_AVAIL_HIGH,
+	R_QUEUE_USED_LOW,
+	R_QUEUE_USED_HIGH,
+	R_NUM
+};
+
+struct raw_reg_at {
+	uint32_t offset;
+	uint32_t width;
+};
+
+static const struct raw_reg_at mmio_regs[R_NUM] = {
+	[R_STATUS] = {VIRTIO_MMIO_STATUS, 4},
+	[R_DRIVER_FEATURES_SEL] = {VIRTIO_MMIO_DRIVER_FEATURES_SEL, 4},
+	[R_DRIVER_FEATURES] = {VIRTIO_MMIO_DRIVER_FEATURES, 4},
+	[R_QUEUE_SEL] = {VIRTIO_MMIO_QUEUE_SEL, 4},
+	[R_QUEUE_NUM_MAX] = {VIRTIO_MMIO_QUEUE_NUM_MAX, 4},
+	[R_QUEUE_NUM] = {VIRTIO_MMIO_QUEUE_NUM, 4},
+	[R_QUEUE_READY] = {VIRTIO_MMIO_QUEUE_READY, 4},
+	[R_QUEUE_DESC_LOW] = {VIRTIO_MMIO_QUEUE_DESC_LOW, 4},
+	[R_QUEUE_DESC_HIGH] = {VIRTIO_MMIO_QUEUE_DESC_HIGH, 4},
+	[R_QUEUE_AVAIL_LOW] = {VIRTIO_MMIO_QUEUE_AVAIL_LOW, 4},
+	[R_QUEUE_AVAIL_HIGH] = {VIRTIO_MMIO_QUEUE_AVAIL_HIGH, 4},
+	[R_QUEUE_USED_LOW] = {VIRTIO_MMIO_QUEUE_USED_LOW, 4},
+	[R_QUEUE_USED_HIGH] = {VIRTIO_MMIO_QUEUE_USED_HIGH, 4},
+};
+
+/* virtio-pci's common configuration. queue_size holds the maximum until the
+ * driver writes it (after a reset: the maximum again), and reads back. */
+static const struct raw_reg_at pci_regs[R_NUM] = {
+	[R_STATUS] = {VIRTIO_PCI_COMMON_STATUS, 1},
+	[R_DRIVER_FEATURES_SEL] = {VIRTIO_PCI_COMMON_GFSELECT, 4},
+	[R_DRIVER_FEATURES] = {VIRTIO_PCI_COMMON_GF, 4},
+	[R_QUEUE_SEL] = {VIRTIO_PCI_COMMON_Q_SELECT, 2},
+	[R_QUEUE_NUM_MAX] = {VIRTIO_PCI_COMMON_Q_SIZE, 2},
+	[R_QUEUE_NUM] = {VIRTIO_PCI_COMMON_Q_SIZE, 2},
+	[R_QUEUE_READY] = {VIRTIO_PCI_COMMON_Q_ENABLE, 2},
+	[R_QUEUE_DESC_LOW] = {VIRTIO_PCI_COMMON_Q_DESCLO, 4},
+	[R_QUEUE_DESC_HIGH] = {VIRTIO_PCI_COMMON_Q_DESCHI, 4},
+	[R_QUEUE_AVAIL_LOW] = {VIRTIO_PCI_COMMON_Q_AVAILLO, 4},
+	[R_QUEUE_AVAIL_HIGH] = {VIRTIO_PCI_COMMON_Q_AVAILHI, 4},
+	[R_QUEUE_USED_LOW] = {VIRTIO_PCI_COMMON_Q_USEDLO, 4},
+	[R_QUEUE_USED_HIGH] = {VIRTIO_PCI_COMMON_Q_USEDHI, 4},
+};
+
 /* One hand-made split ring and one request, in four pages of guest memory. */
 struct raw {
-	uint64_t base;        /* register block */
+	uint64_t base;        /* register block / common configuration */
+	const struct raw_reg_at *regs;
+	int pci;              /* virtio-pci: queue_size reads back */
+	uint64_t notify;      /* queue 0's notify address */
+	uint32_t notify_width;
 	uint32_t size;        /* queue size in use */
 	uint8_t *mem;         /* the four pages */
 	struct vring_desc *desc;
@@ -40,14 +107,14 @@ struct raw {
 	uint8_t *data;        /* 4 KiB */
 };
 
-static uint32_t rd(const struct raw *r, uint32_t reg)
+static uint32_t rd(const struct raw *r, enum raw_reg reg)
 {
-	return tg_mmio_read(r->base + reg, 4);
+	return (uint32_t)tg_mmio_read(r->base + r->regs[reg].offset, r->regs[reg].width);
 }
 
-static void wr(const struct raw *r, uint32_t reg, uint32_t v)
+static void wr(const struct raw *r, enum raw_reg reg, uint32_t v)
 {
-	tg_mmio_write(r->base + reg, 4, v);
+	tg_mmio_write(r->base + r->regs[reg].offset, r->regs[reg].width, v);
 }
 
 static uint64_t gpa(const void *p)
@@ -61,9 +128,9 @@ static int raw_reset(struct raw *r)
 {
 	uint32_t i;
 
-	wr(r, VIRTIO_MMIO_STATUS, 0);
+	wr(r, R_STATUS, 0);
 	for (i = 0; i < RESET_TRIES; i++) {
-		if (rd(r, VIRTIO_MMIO_STATUS) == 0) {
+		if (rd(r, R_STATUS) == 0) {
 			memset(r->mem, 0, 4 * TG_BLOCK);
 			return 0;
 		}
@@ -76,40 +143,41 @@ static int raw_reset(struct raw *r)
  * accepted. */
 static int raw_features(struct raw *r, uint32_t extra)
 {
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	wr(r, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, extra);
-	wr(r, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	wr(r, VIRTIO_MMIO_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK);
-	if (rd(r, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK)
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(r, R_DRIVER_FEATURES_SEL, 0);
+	wr(r, R_DRIVER_FEATURES, extra);
+	wr(r, R_DRIVER_FEATURES_SEL, 1);
+	wr(r, R_DRIVER_FEATURES, 1u << (VIRTIO_F_VERSION_1 - 32));
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			VIRTIO_CONFIG_S_FEATURES_OK);
+	if (rd(r, R_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK)
 		return 0;
 	tg_printf("hostile: the device refused VERSION_1 features (+0x%x)", extra);
 	return -1;
 }
 
-/* Program queue 0 with @num entries and our ring; returns QueueReady. */
+/* Program queue 0 with @num entries and our ring, enable it; returns
+ * whether it reads back enabled. */
 static uint32_t raw_queue(struct raw *r, uint32_t num)
 {
-	wr(r, VIRTIO_MMIO_QUEUE_SEL, 0);
-	wr(r, VIRTIO_MMIO_QUEUE_NUM, num);
-	wr(r, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)gpa(r->desc));
-	wr(r, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(gpa(r->desc) >> 32));
-	wr(r, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)gpa(r->avail));
-	wr(r, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (uint32_t)(gpa(r->avail) >> 32));
-	wr(r, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)gpa(r->used));
-	wr(r, VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(gpa(r->used) >> 32));
-	wr(r, VIRTIO_MMIO_QUEUE_READY, 1);
-	return rd(r, VIRTIO_MMIO_QUEUE_READY);
+	wr(r, R_QUEUE_SEL, 0);
+	wr(r, R_QUEUE_NUM, num);
+	wr(r, R_QUEUE_DESC_LOW, (uint32_t)gpa(r->desc));
+	wr(r, R_QUEUE_DESC_HIGH, (uint32_t)(gpa(r->desc) >> 32));
+	wr(r, R_QUEUE_AVAIL_LOW, (uint32_t)gpa(r->avail));
+	wr(r, R_QUEUE_AVAIL_HIGH, (uint32_t)(gpa(r->avail) >> 32));
+	wr(r, R_QUEUE_USED_LOW, (uint32_t)gpa(r->used));
+	wr(r, R_QUEUE_USED_HIGH, (uint32_t)(gpa(r->used) >> 32));
+	wr(r, R_QUEUE_READY, 1);
+	return rd(r, R_QUEUE_READY);
 }
 
 static uint32_t driver_ok(struct raw *r)
 {
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
-	return rd(r, VIRTIO_MMIO_STATUS);
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	return rd(r, R_STATUS);
 }
 
 /* Reset and bring the device up by the rules with our ring on queue 0 and
@@ -159,7 +227,7 @@ static void post(struct raw *r)
 
 	r->avail->ring[idx % r->size] = 0;
 	__atomic_store_n(&r->avail->idx, (uint16_t)(idx + 1), __ATOMIC_RELEASE);
-	wr(r, VIRTIO_MMIO_QUEUE_NOTIFY, 0); /* tg_mmio_write orders it after the ring */
+	tg_mmio_write(r->notify, r->notify_width, 0); /* ordered after the ring */
 }
 
 /*
@@ -173,7 +241,7 @@ static int expect_refusal(struct raw *r, const char *what)
 
 	for (;;) {
 		uint16_t used = __atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE);
-		uint32_t st = rd(r, VIRTIO_MMIO_STATUS);
+		uint32_t st = rd(r, R_STATUS);
 
 		if (used && *r->status == VIRTIO_BLK_S_OK) {
 			tg_printf("hostile: %s: FAIL, the device completed it with OK", what);
@@ -211,7 +279,7 @@ static int control(struct raw *r)
 	while (!__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE)) {
 		if (tg_expired(deadline)) {
 			tg_printf("hostile: control: FAIL, a well-formed read was not answered "
-				  "(status 0x%x)", rd(r, VIRTIO_MMIO_STATUS));
+				  "(status 0x%x)", rd(r, R_STATUS));
 			return -1;
 		}
 		tg_relax();
@@ -321,7 +389,7 @@ static int grow_race(struct raw *r)
 			*flip = VRING_DESC_F_WRITE | (n & 1 ? 0 : VRING_DESC_F_NEXT);
 			if (n % (1u << 20)) /* a register read exits: mostly flip */
 				continue;
-			st = rd(r, VIRTIO_MMIO_STATUS);
+			st = rd(r, R_STATUS);
 			if (st & VIRTIO_CONFIG_S_NEEDS_RESET)
 				break;
 			if (tg_expired(deadline)) {
@@ -356,7 +424,11 @@ static int grow_race(struct raw *r)
 	return 0;
 }
 
-/* QueueNum 0 (and other sizes the device cannot take), then QueueReady. */
+/*
+ * Queue size 0 (and other sizes the device cannot take), then enable. The
+ * device must not run the queue at that size: the enable does not take, or
+ * (virtio-pci, where the size reads back) the size write did not.
+ */
 static int queue_size0(struct raw *r)
 {
 	uint32_t max, i, sizes[3];
@@ -364,20 +436,23 @@ static int queue_size0(struct raw *r)
 
 	if (raw_reset(r) < 0 || raw_features(r, 0) < 0)
 		return -1;
-	wr(r, VIRTIO_MMIO_QUEUE_SEL, 0);
-	max = rd(r, VIRTIO_MMIO_QUEUE_NUM_MAX);
+	wr(r, R_QUEUE_SEL, 0);
+	max = rd(r, R_QUEUE_NUM_MAX);
 	sizes[0] = 0;
 	sizes[1] = 3;       /* not a power of two: invalid for a split ring */
-	sizes[2] = max * 2; /* above QueueNumMax */
+	sizes[2] = max * 2; /* above the maximum */
 	for (i = 0; i < 3; i++) {
-		uint32_t ready = raw_queue(r, sizes[i]);
+		uint32_t ready, num;
 
-		tg_printf("hostile: QueueNum %u (max %u), QueueReady 1: reads back %u%s", sizes[i],
-			  max, ready, ready ? ", FAIL: accepted" : ", refused");
-		if (ready) {
+		if (i && (raw_reset(r) < 0 || raw_features(r, 0) < 0))
+			return -1;
+		ready = raw_queue(r, sizes[i]);
+		num = r->pci ? rd(r, R_QUEUE_NUM) : sizes[i];
+		tg_printf("hostile: queue size %u (max %u), enable: enabled %u, size %s %u%s",
+			  sizes[i], max, ready, r->pci ? "reads" : "written", num,
+			  ready && num == sizes[i] ? ", FAIL: accepted" : ", refused");
+		if (ready && num == sizes[i])
 			ret = -1;
-			wr(r, VIRTIO_MMIO_QUEUE_READY, 0);
-		}
 	}
 	return ret;
 }
@@ -390,11 +465,11 @@ static int order(struct raw *r)
 
 	if (raw_reset(r) < 0)
 		return -1;
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	wr(r, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-					  VIRTIO_CONFIG_S_DRIVER_OK);
-	st = rd(r, VIRTIO_MMIO_STATUS);
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+	wr(r, R_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+			VIRTIO_CONFIG_S_DRIVER_OK);
+	st = rd(r, R_STATUS);
 	if ((st & VIRTIO_CONFIG_S_DRIVER_OK) && !(st & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 		tg_printf("hostile: DRIVER_OK before FEATURES_OK: FAIL, accepted (status 0x%x)",
 			  st);
@@ -407,23 +482,92 @@ static int order(struct raw *r)
 		return -1;
 	st = driver_ok(r); /* no queue yet: allowed, the device just has none */
 	ready = raw_queue(r, r->size);
-	tg_printf("hostile: queue set up after DRIVER_OK (status 0x%x): QueueReady reads %u%s", st,
-		  ready, ready ? ", FAIL: accepted" : ", refused");
+	tg_printf("hostile: queue set up after DRIVER_OK (status 0x%x): enabled %u%s", st, ready,
+		  ready ? ", FAIL: accepted" : ", refused");
 	if (ready)
 		ret = -1;
 	return ret;
 }
 
-int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
+/*
+ * virtio-pci: a BAR rewritten, with memory decode on, onto another BAR of
+ * the function, onto the ECAM window, into guest RAM below the BAR window.
+ * The root must refuse each write as a whole: the BAR keeps its address and
+ * the device keeps answering there (the common config reads as a device
+ * after a reset does, not as all ones).
+ */
+static int bar_overlap(struct raw *r, const struct tg_vdev *dev)
+{
+	/* BAR i of bar_of, and where to: place[] (BAR 1, BAR 4, ECAM, RAM). */
+	static const uint32_t bar_of[2] = {VDEV_VIRTIO_PCI_BAR_MSIX, VDEV_VIRTIO_PCI_BAR_MODERN};
+	static const struct {
+		const char *what;
+		uint32_t bar, to;
+	} tries[] = {
+		{"BAR 4 onto BAR 1", 1, 0},
+		{"BAR 1 onto BAR 4", 0, 1},
+		{"BAR 4 onto the ECAM window", 1, 2},
+		{"BAR 4 into guest RAM", 1, 3},
+	};
+	uint64_t place[4] = {0, 0, TG_ECAM_BASE, TG_HEAP_GPA};
+	uint32_t i;
+	int ret = 0;
+
+	if (dev->kind != TG_DEV_PCI_ECAM) {
+		tg_printf("hostile: bar-overlap needs a virtio-pci device");
+		return -1;
+	}
+	for (i = 0; i < 2; i++)
+		place[i] = vdev_drv_pci_bar_address(&tg_pci_io, dev->pci, dev->addr, bar_of[i]);
+	if (raw_reset(r) < 0)
+		return -1;
+	for (i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		uint32_t bar = bar_of[tries[i].bar];
+		uint32_t reg = PCI_BASE_ADDRESS_0 + 4 * bar;
+		uint32_t old = tg_pci_io.cfg_read(dev->pci, dev->addr, reg, 4), now, st;
+		uint64_t addr;
+
+		tg_pci_io.cfg_write(dev->pci, dev->addr, reg, 4, (uint32_t)place[tries[i].to] |
+				    (old & ~PCI_BASE_ADDRESS_MEM_MASK));
+		now = tg_pci_io.cfg_read(dev->pci, dev->addr, reg, 4);
+		addr = vdev_drv_pci_bar_address(&tg_pci_io, dev->pci, dev->addr, bar);
+		st = rd(r, R_STATUS);
+		if (now == old && addr == place[tries[i].bar] && st == 0) {
+			tg_printf("hostile: %s (0x%lx): refused, BAR %u still at 0x%lx",
+				  tries[i].what, place[tries[i].to], bar, addr);
+			continue;
+		}
+		tg_printf("hostile: %s (0x%lx): FAIL, BAR %u reads 0x%x (was 0x%x), device status "
+			  "0x%x", tries[i].what, place[tries[i].to], bar, now, old, st);
+		tg_pci_io.cfg_write(dev->pci, dev->addr, reg, 4, old);
+		ret = -1;
+	}
+	return ret;
+}
+
+int tg_hostile(const struct tg_vdev *dev, struct tg_boot_info *bi)
 {
 	static const char *const names[] = {"?", "bad-desc", "queue-size0", "order", "loop",
-					    "grow-race"};
+					    "grow-race", "bar-overlap"};
 	struct raw r;
 	uint32_t max;
 	int ret;
 
 	memset(&r, 0, sizeof(r));
-	r.base = dev->base;
+	if (dev->kind == TG_DEV_PCI_ECAM) {
+		/* The driver side's checks first (its BAR sizing, decode off
+		 * meanwhile), then reads only: queue 0's notify offset. */
+		if (tg_pci_virtio_regs(dev->pci, dev->addr, 0, &r.base, &r.notify) < 0)
+			return -1;
+		r.regs = pci_regs;
+		r.pci = 1;
+		r.notify_width = 2;
+	} else {
+		r.base = dev->base;
+		r.regs = mmio_regs;
+		r.notify = dev->base + VIRTIO_MMIO_QUEUE_NOTIFY;
+		r.notify_width = 4;
+	}
 	r.mem = tg_alloc(4 * TG_BLOCK, TG_BLOCK);
 	if (!r.mem) {
 		tg_printf("hostile: out of heap");
@@ -436,8 +580,10 @@ int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
 	r.status = r.mem + 2 * TG_BLOCK + sizeof(*r.hdr);
 	r.data = r.mem + 3 * TG_BLOCK;
 
-	wr(&r, VIRTIO_MMIO_QUEUE_SEL, 0);
-	max = rd(&r, VIRTIO_MMIO_QUEUE_NUM_MAX);
+	if (raw_reset(&r) < 0)
+		return -1;
+	wr(&r, R_QUEUE_SEL, 0);
+	max = rd(&r, R_QUEUE_NUM_MAX);
 	r.size = RAW_QUEUE_SIZE;
 	while (r.size > max)
 		r.size /= 2;
@@ -447,9 +593,9 @@ int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
 	}
 	bi->features_lo = 0;
 	bi->features_hi = 1u << (VIRTIO_F_VERSION_1 - 32);
-	tg_printf("hostile: mode %s, hand-made split ring of %u on queue 0, features VERSION_1",
-		  bi->hostile < sizeof(names) / sizeof(names[0]) ? names[bi->hostile] : "?",
-		  r.size);
+	tg_printf("hostile: mode %s, hand-made split ring of %u on queue 0, features VERSION_1, "
+		  "over virtio-%s", bi->hostile < sizeof(names) / sizeof(names[0]) ?
+		  names[bi->hostile] : "?", r.size, r.pci ? "pci" : "mmio");
 
 	switch (bi->hostile) {
 	case TG_HOSTILE_BAD_DESC:
@@ -466,6 +612,9 @@ int tg_hostile(const struct tg_device *dev, struct tg_boot_info *bi)
 		break;
 	case TG_HOSTILE_GROW_RACE:
 		ret = grow_race(&r);
+		break;
+	case TG_HOSTILE_BAR_OVERLAP:
+		ret = bar_overlap(&r, dev);
 		break;
 	default:
 		tg_printf("hostile: unknown hostile case %u", bi->hostile);

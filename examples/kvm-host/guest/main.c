@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The test guest: check the boot info, list the devices, drive the first
- * virtio-blk in the mode the host asked for, report the verdict, power off.
+ * The test guest: check the boot info, list the devices (enumerating a PCI
+ * root), drive the first virtio-blk in the mode the host asked for, report
+ * the verdict, power off.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,8 @@ static const char *mode_name(uint32_t mode)
 		return "hostile";
 	case TG_MODE_FIRST_IO:
 		return "first-io";
+	case TG_MODE_HOTPLUG:
+		return "hotplug";
 	default:
 		return "unknown";
 	}
@@ -35,39 +38,58 @@ static void TG_NORETURN finish(int ok)
 	tg_power_off(ok ? 0 : 1);
 }
 
-/* Print what is there; return the first virtio-blk, or NULL. */
-static const struct tg_device *find_blk(const struct tg_boot_info *bi)
+/*
+ * Find the first virtio-blk, in the boot info's order: a virtio-mmio block,
+ * or the first virtio-blk function behind a PCI root (which gets its BARs
+ * here). Unless @quiet, list everything on the way. Returns 0 or -1.
+ */
+static int find_blk(const struct tg_boot_info *bi, int quiet, struct tg_vdev *blk)
 {
-	const struct tg_device *blk = NULL;
 	uint32_t i, n = bi->num_devices < TG_MAX_DEVICES ? bi->num_devices : TG_MAX_DEVICES;
+	int found = 0;
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !(found && quiet); i++) {
 		const struct tg_device *d = &bi->devices[i];
+		struct tg_vdev v = {.kind = d->kind, .base = d->base};
 		uint32_t id = 0;
 		int r;
 
-		if (d->kind != TG_DEV_VIRTIO_MMIO) {
-			tg_printf("device %u: kind %u at 0x%lx, not driven here", i, d->kind,
-				  d->base);
+		if (d->kind == TG_DEV_PCI_ECAM) {
+			struct tg_pci *p = tg_pci_open(d, bi);
+
+			if (!p || tg_pci_find_blk(p, quiet, &v) < 0)
+				continue;
+		} else if (d->kind != TG_DEV_VIRTIO_MMIO) {
+			if (!quiet)
+				tg_printf("device %u: kind %u at 0x%lx, not driven here", i,
+					  d->kind, d->base);
 			continue;
+		} else if (!quiet) {
+			/* (Quiet: tg_blk_open checks it.) */
+			r = tg_probe(d, &id);
+			if (r < 0) {
+				tg_printf("device %u: virtio-mmio at 0x%lx: no device (%d)", i,
+					  d->base, r);
+				continue;
+			}
+			tg_printf("device %u: virtio-mmio at 0x%lx, device id %u%s, gsi %u", i,
+				  d->base, id, id == VIRTIO_ID_BLOCK ? " (virtio-blk)" : "",
+				  d->gsi);
+			if (id != VIRTIO_ID_BLOCK)
+				continue;
 		}
-		r = tg_probe(d, &id);
-		if (r < 0) {
-			tg_printf("device %u: virtio-mmio at 0x%lx: no device (%d)", i, d->base, r);
-			continue;
-		}
-		tg_printf("device %u: virtio-mmio at 0x%lx, device id %u%s, gsi %u", i, d->base, id,
-			  id == VIRTIO_ID_BLOCK ? " (virtio-blk)" : "", d->gsi);
-		if (id == VIRTIO_ID_BLOCK && !blk)
-			blk = d;
+		if (!found)
+			*blk = v;
+		found = 1;
 	}
-	return blk;
+	return found ? 0 : -1;
 }
 
 /* TG_MODE_FIRST_IO: nothing before the read that is not needed for it. */
 static void TG_NORETURN first_io(struct tg_boot_info *bi)
 {
-	struct tg_blk *b = bi->num_devices ? tg_blk_open(&bi->devices[0], 1) : NULL;
+	struct tg_vdev dev;
+	struct tg_blk *b = find_blk(bi, 1, &dev) == 0 ? tg_blk_open(&dev, 1) : NULL;
 	int r = b ? tg_blk_first_io(b) : -1;
 
 	if (r == 0)
@@ -83,7 +105,7 @@ static void TG_NORETURN first_io(struct tg_boot_info *bi)
 
 void tg_main(struct tg_boot_info *bi)
 {
-	const struct tg_device *dev;
+	struct tg_vdev dev;
 	struct tg_blk *b;
 	int r = -1;
 
@@ -100,15 +122,17 @@ void tg_main(struct tg_boot_info *bi)
 	tg_printf("boot: mode %s, %lu MiB RAM, heap 0x%lx..0x%lx, TSC %lu kHz, %u devices",
 		  mode_name(bi->mode), bi->ram_size >> 20, bi->heap_start, bi->heap_end,
 		  bi->tsc_khz, bi->num_devices);
-	dev = find_blk(bi);
-	if (!dev) {
+	if (bi->mode == TG_MODE_HOTPLUG ||
+	    (bi->mode == TG_MODE_HOSTILE && bi->hostile == TG_HOSTILE_SLOT_POWER))
+		finish(tg_hotplug(bi) == 0);
+	if (find_blk(bi, 0, &dev) < 0) {
 		tg_printf("no virtio-blk device");
 		finish(0);
 	}
 	if (bi->mode == TG_MODE_HOSTILE)
-		finish(tg_hostile(dev, bi) == 0);
+		finish(tg_hostile(&dev, bi) == 0);
 
-	b = tg_blk_open(dev, 0);
+	b = tg_blk_open(&dev, 0);
 	if (!b)
 		finish(0);
 	bi->features_lo = (uint32_t)tg_blk_features(b);

@@ -77,7 +77,8 @@ struct vdev_bus_device_ops {
 	void (*virtual_config_register_write)(void *opaque, uint32_t reg, uint32_t value);
 	/* A PCI-to-PCI bridge returns its secondary bus number (0..255) as
 	 * currently programmed; any other function returns -1 (or leaves this
-	 * NULL). */
+	 * NULL). A vdev_pci_root calls these five with its lock held: they
+	 * must not call vdev_pci_root_* other than vdev_pci_root_find. */
 	int32_t (*is_bridge)(void *opaque);
 };
 

@@ -82,8 +82,9 @@ struct vdev_pci_msi_ops {
 	void (*update)(void *opaque, uint32_t vector, uint64_t address, uint32_t data,
 		       uint32_t masked);
 	/* Optional: the INTx pin's level (1 asserted, 0 deasserted); used
-	 * while MSI(-X) is off. An assert repeats for each new interrupt while
-	 * the line is up (for a resampling irqfd); a deassert comes once. */
+	 * while MSI(-X) is off. virtio-pci repeats an assert for each new
+	 * interrupt while the line is up (for a resampling irqfd); the root
+	 * port reports level changes only. A deassert comes once. */
 	int (*set_intx)(void *opaque, uint32_t level);
 };
 
@@ -111,7 +112,8 @@ struct vdev_pci_cfg_config {
 
 /**
  * vdev_pci_cfg_new() - a config space with a type 0 or type 1 header: IDs,
- * command (I/O, memory, bus master, INTx disable writable), status (the
+ * command (I/O, memory, bus master, parity error response, SERR#, INTx
+ * disable writable), cache line size and latency timer (writable), status (the
  * capability-list bit follows the capabilities; error bits RW1C), interrupt
  * line (writable) and pin, BARs, and for type 1 the bus numbers and the
  * I/O, memory and prefetchable windows (writable), plus the bridge control.
@@ -220,10 +222,11 @@ struct vdev_pci_root_ops {
 	/* A BAR's range moved on the bus (the guest changed the BAR or the
 	 * command register's decode bits, a preset BAR was placed at add, or
 	 * the function left): move the ioeventfds in it. @move->kind has no
-	 * prefetch flag. Called after the bus change, from the thread doing
-	 * the config cycle, with the root's lock held: it must not call
-	 * vdev_pci_root_* functions other than vdev_pci_root_find (the others
-	 * fail with -EDEADLK there). May be NULL. */
+	 * prefetch flag. Called after the bus change, with the root's lock
+	 * held, from the thread doing the config cycle or vdev_pci_root_add /
+	 * _remove / _free: it must not call vdev_pci_root_* other than _find
+	 * (those return -EDEADLK; vdev_pci_root_free returns without freeing).
+	 * May be NULL. */
 	void (*bar_moved)(void *opaque, const struct vdev_pci_bar_move *move);
 };
 
@@ -239,7 +242,7 @@ struct vdev_pci_root_config {
 	uint64_t mmio32_base, mmio32_size;
 	uint64_t mmio64_base, mmio64_size;
 	uint64_t io_base, io_size;
-	const struct vdev_pci_root_ops *ops; /* borrowed, may be NULL */
+	const struct vdev_pci_root_ops *ops; /* copied at _new, may be NULL */
 	void *opaque;
 };
 
@@ -283,7 +286,8 @@ VDEV_EXPORT int vdev_pci_root_add(vdev_pci_root *root, uint32_t addr,
  * vdev_pci_root_remove() - take the function at @addr off the root and its
  * BAR ranges off the buses (after accesses running in them return; bar_moved
  * reports each), then run its destroy. Not from the function's own
- * callbacks. Returns 0, -EINVAL or -ENOENT. Since 0.2.
+ * callbacks. Returns 0, -EINVAL, -ENOENT, or -EDEADLK when called from a
+ * callback the root runs under its lock. Since 0.2.
  */
 VDEV_EXPORT int vdev_pci_root_remove(vdev_pci_root *root, uint32_t addr);
 
@@ -295,10 +299,11 @@ VDEV_EXPORT int vdev_pci_root_remove(vdev_pci_root *root, uint32_t addr);
  * (and returns -ENOENT); a write to one is dropped (-ENOENT). The bus ops
  * below return 0 for those, as hardware does. A config cycle waits at most
  * 2 s for the root's lock (-ETIMEDOUT, reads all ones): that bounds a BAR
- * callback doing a config cycle while another thread moves its BAR. A write that
- * would move a BAR onto another range or outside the windows is refused as
- * a whole (-EBUSY; the register keeps its value). A BAR written all ones
- * (sizing) leaves the bus until it gets an address again. Since 0.2.
+ * callback doing a config cycle while another thread moves its BAR. A
+ * write that would move a BAR onto another range or outside the windows is
+ * refused as a whole (-EBUSY; the register keeps its value). A BAR
+ * written all ones (sizing) leaves the bus until it gets an address again.
+ * Since 0.2.
  */
 VDEV_EXPORT int vdev_pci_root_config_read(vdev_pci_root *root, uint32_t addr, uint32_t reg,
 					  uint32_t offset, uint32_t size, void *data);
@@ -432,9 +437,10 @@ struct vdev_drv_pci_window {
  * vdev_drv_pci_assign_bars() - what firmware does for @addr: size every BAR
  * (decode off meanwhile), give each an aligned address from @mem (memory
  * BARs; 64-bit ones too) or @io (I/O BARs; may be NULL), then enable memory
- * and I/O decode and bus mastering. Returns 0, -ENOSPC (a window ran out),
- * -EIO (the function refused an address) or -EINVAL (also: no function at
- * @addr). On an error decode stays off. An I/O BAR is left as it was when
+ * decode and bus mastering, and I/O decode if an I/O BAR got an address.
+ * Returns 0, -ENOSPC (a window ran out), -EIO (the function refused an
+ * address) or -EINVAL (also: no function at @addr). After -ENOSPC or -EIO
+ * decode stays off; on -EINVAL the command register is untouched. An I/O BAR is left as it was when
  * @io_win is NULL. Since 0.2.
  */
 VDEV_EXPORT int vdev_drv_pci_assign_bars(const struct vdev_drv_pci_io_ops *io, void *ctx,

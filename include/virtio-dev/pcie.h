@@ -61,8 +61,10 @@ struct vdev_hotplug_bus_ops {
 	 * guest. *event_fd receives an eventfd (the caller's to close;
 	 * non-blocking and close-on-exec: poll it) that becomes readable when
 	 * the guest has completed the command, or -1 where the mechanism has
-	 * no completion. Return 0 or a negative errno
-	 * (-EBUSY: a command is still in progress or the slot is occupied).
+	 * no completion. Return 0 or a negative errno (-EBUSY: a command is
+	 * still in progress or the slot is occupied; -ENOENT: no function at
+	 * @addr on the root (hot_plug) or the slot is empty (hot_unplug);
+	 * -EINVAL: not the slot's address).
 	 */
 	int (*hot_plug)(void *opaque, uint32_t addr, int *event_fd);
 	/* Ask the guest to release @addr; as hot_plug. */
@@ -74,7 +76,9 @@ struct vdev_hotplug_bus_ops {
 	int (*get_address)(void *opaque, uint32_t *addr);
 	/* The secondary bus number (0..255), or -ENOENT. */
 	int (*get_secondary_bus)(void *opaque);
-	/* Remember that the device named @key sits at guest address @addr. */
+	/* Remember that the device named @key sits at guest address @addr.
+	 * Returns 0, -EINVAL or -ENOSPC (the root port keeps 8 keys; those of
+	 * the slot's functions are forgotten when the slot is emptied). */
 	int (*add_hotplug_device)(void *opaque, uint64_t key, uint32_t addr);
 	/* The guest address of @key, or -ENOENT. */
 	int (*get_hotplug_device)(void *opaque, uint64_t key, uint32_t *addr);
@@ -108,7 +112,7 @@ struct vdev_pcie_port_config {
 	uint64_t hotplug_key; /* the port's key; VDEV_HOTPLUG_KEY_NONE: none (INIT gives 0) */
 	uint32_t host_addr; /* is_match: the host port it stands for; 0 or VDEV_PCI_ADDR_NONE: none */
 	uint32_t reserved;
-	const struct vdev_pci_msi_ops *msi_ops; /* borrowed, required (MSI or INTx) */
+	const struct vdev_pci_msi_ops *msi_ops; /* copied at _new; signal and/or set_intx */
 	void *msi_opaque;
 };
 
@@ -126,8 +130,9 @@ VDEV_EXPORT int vdev_pcie_port_new(const struct vdev_pcie_port_config *cfg,
 
 /**
  * vdev_pcie_port_free() - remove the port (and any function plugged behind
- * it with hot_plug) from the root, close pending completion eventfds (they never fire). Accepts
- * NULL. Since 0.2.
+ * it with hot_plug) from the root, and close its own ends of pending
+ * completion eventfds: the caller's never fire, and the caller still closes
+ * them. Accepts NULL. Since 0.2.
  */
 VDEV_EXPORT void vdev_pcie_port_free(vdev_pcie_port *port);
 

@@ -7,7 +7,8 @@
  *   BAR 0  I/O, the legacy register block (transitional devices only)
  *   BAR 1  32-bit memory: MSI-X table at 0, PBA at VDEV_VIRTIO_PCI_PBA_OFFSET
  *          (absent without MSI-X)
- *   BAR 4  64-bit prefetchable memory, VDEV_VIRTIO_PCI_BAR4_SIZE bytes:
+ *   BAR 4  64-bit prefetchable memory, VDEV_VIRTIO_PCI_BAR4_SIZE bytes (the
+ *          next power of two holding 0x3000 + num_queues * multiplier if larger):
  *          common config at 0x0000, ISR at 0x1000, device config at 0x2000,
  *          notify at 0x3000 (queue q at q * notify_off_multiplier)
  * Capabilities: common, notify, ISR, device config (only when the device
@@ -21,7 +22,8 @@
  * goes to the vector the driver assigned (none for NO_VECTOR), honouring the
  * function mask and per-vector masks with pending bits in the PBA, and is
  * delivered through struct vdev_pci_msi_ops. Without MSI-X, the ISR bits are
- * set and INTx is asserted (set_intx) until the driver reads the ISR.
+ * set and INTx is asserted (set_intx, unless the command register's INTx
+ * Disable is set) until the driver reads the ISR.
  *
  * Also the driver side: virtio-pci register access for vdev_drv
  * (freestanding).
@@ -79,10 +81,10 @@ struct vdev_virtio_pci_config {
 	uint16_t subsystem_vendor_id; /* 0 means 0x1af4 */
 	uint16_t subsystem_id;        /* 0 means the device type */
 	uint32_t class_code;          /* 0 means by device type (blk: 0x018000) */
-	uint8_t revision;             /* 0 means 1 (modern), 0 when transitional */
+	uint8_t revision;             /* 0 means 1; must be 0 with F_TRANSITIONAL */
 	uint8_t interrupt_pin;        /* 0 means 1 (INTA) */
 	uint16_t reserved;
-	const struct vdev_pci_msi_ops *msi_ops; /* borrowed; required */
+	const struct vdev_pci_msi_ops *msi_ops; /* copied at _new; required */
 	void *msi_opaque;
 };
 
@@ -139,6 +141,8 @@ VDEV_EXPORT uint64_t vdev_drv_vpci_storage_size(void);
  * walks the vendor capabilities and validates each one's BAR, offset and
  * length against the BAR's size, as Linux's virtio_pci_modern does.
  * BAR sizes are read by sizing (decode off meanwhile, everything restored).
+ * @storage: vdev_drv_vpci_storage_size() bytes, 8-byte aligned; @io needs
+ * cfg_read, cfg_write, mem_read and mem_write.
  * Returns 0; -ENODEV (not virtio); -EBADMSG (a capability missing or out of
  * its BAR); -EINVAL (also: memory decode off). MSI-X must be enabled again
  * after a new init. Since 0.2.
@@ -159,7 +163,8 @@ VDEV_EXPORT const struct vdev_drv_transport_ops *vdev_drv_vpci_transport(void);
 
 /**
  * vdev_drv_vpci_enable_msix() - program the MSI-X table (vector i gets
- * @address and @data + i, unmasked), enable MSI-X, and have the transport
+ * @address and @data + i, unmasked), enable MSI-X and set INTx Disable in
+ * the command register, and have the transport
  * assign config_msix_vector = 0 and queue q's vector = 1 + q (or all to 0
  * when the table has fewer entries) at queue setup; a vector the device
  * reads back as NO_VECTOR makes queue setup fail with -EIO. Call before

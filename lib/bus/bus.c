@@ -170,21 +170,6 @@ static void dev_unlink(vdev_bus *bus, struct bus_dev *dev)
 
 /* Makes room for one more of @n elements of @size bytes: returns the
  * (possibly moved) array, or NULL with @p untouched. */
-static void *grow(void *p, size_t *cap, size_t n, size_t size)
-{
-	size_t ncap;
-	void *q;
-
-	if (n < *cap)
-		return p;
-	ncap = *cap ? *cap * 2 : 16;
-	if (ncap > SIZE_MAX / size)
-		return NULL;
-	q = realloc(p, ncap * size);
-	if (q)
-		*cap = ncap;
-	return q;
-}
 
 static int ops_equal(const struct vdev_bus_device_ops *a, const struct vdev_bus_device_ops *b)
 {
@@ -402,7 +387,7 @@ VDEV_EXPORT int vdev_bus_insert(vdev_bus *bus, uint64_t base, uint64_t len,
 		struct bus_dev **devs;
 
 		newdev = calloc(1, sizeof(*newdev));
-		devs = newdev ? grow(bus->devs, &bus->cap_devs, bus->ndevs, sizeof(*devs)) : NULL;
+		devs = newdev ? vdi_grow(bus->devs, &bus->cap_devs, bus->ndevs, sizeof(*devs)) : NULL;
 		if (!devs) {
 			err = -ENOMEM;
 			goto refused;
@@ -412,7 +397,7 @@ VDEV_EXPORT int vdev_bus_insert(vdev_bus *bus, uint64_t base, uint64_t len,
 		newdev->opaque = opaque;
 		dev = newdev;
 	}
-	ranges = grow(bus->ranges, &bus->cap_ranges, bus->nranges, sizeof(*ranges));
+	ranges = vdi_grow(bus->ranges, &bus->cap_ranges, bus->nranges, sizeof(*ranges));
 	if (!ranges) {
 		err = -ENOMEM;
 		goto refused;

@@ -75,18 +75,17 @@ struct vdev_pci_cfg {
 
 static void put16(uint8_t *p, uint32_t off, uint16_t v)
 {
-	p[off] = (uint8_t)v;
-	p[off + 1] = (uint8_t)(v >> 8);
+	vdi_st_le(p + off, v, 2);
 }
 
 static void put32(uint8_t *p, uint32_t off, uint32_t v)
 {
-	vdi_pci_put_le32(p + off, v);
+	vdi_st_le(p + off, v, 4);
 }
 
 static uint32_t get32(const uint8_t *p, uint32_t off)
 {
-	return vdi_pci_get_le32(p + off);
+	return (uint32_t)vdi_ld_le(p + off, 4);
 }
 
 static void init_type1(vdev_pci_cfg *c)
@@ -346,7 +345,7 @@ VDEV_EXPORT int vdev_pci_cfg_bar(const vdev_pci_cfg *c, uint32_t bar, uint64_t *
 
 /* ---- bus-device ops ---- */
 
-static int cfg_bar_read(void *opaque, const struct vdev_bus_access *a, void *data)
+int vdi_pci_no_bar_read(void *opaque, const struct vdev_bus_access *a, void *data)
 {
 	VDI_UNUSED(opaque);
 	VDI_UNUSED(a);
@@ -354,7 +353,7 @@ static int cfg_bar_read(void *opaque, const struct vdev_bus_access *a, void *dat
 	return -EIO;
 }
 
-static int cfg_bar_write(void *opaque, const struct vdev_bus_access *a, const void *data)
+int vdi_pci_no_bar_write(void *opaque, const struct vdev_bus_access *a, const void *data)
 {
 	VDI_UNUSED(opaque);
 	VDI_UNUSED(a);
@@ -375,8 +374,8 @@ static int cfg_reg_write(void *opaque, uint32_t reg, uint32_t offset, const void
 
 static const struct vdev_bus_device_ops cfg_bus_ops = {
 	.struct_size = sizeof(struct vdev_bus_device_ops),
-	.read = cfg_bar_read,
-	.write = cfg_bar_write,
+	.read = vdi_pci_no_bar_read,
+	.write = vdi_pci_no_bar_write,
 	.config_register_read = cfg_reg_read,
 	.config_register_write = cfg_reg_write,
 };

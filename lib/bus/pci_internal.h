@@ -48,23 +48,6 @@ int vdi_pci_root_call(vdev_pci_root *root, uint32_t addr,
 		      void *arg);
 
 /* Config dwords as the guest sees them: little-endian bytes. */
-static inline uint32_t vdi_pci_get_le32(const void *p)
-{
-	const uint8_t *b = (const uint8_t *)p;
-
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static inline void vdi_pci_put_le32(void *p, uint32_t v)
-{
-	uint8_t *b = (uint8_t *)p;
-
-	b[0] = (uint8_t)v;
-	b[1] = (uint8_t)(v >> 8);
-	b[2] = (uint8_t)(v >> 16);
-	b[3] = (uint8_t)(v >> 24);
-}
-
 /*
  * BAR sizing state. A guest sizes a BAR dword by writing all ones to it,
  * which reads back the size mask; but every address bit set is also a real
@@ -113,5 +96,10 @@ static inline uint64_t vdi_pci_bar_base(uint32_t lo, uint32_t hi, uint32_t lo_ma
 		return 0;
 	return (uint64_t)(hi & hi_mask) << 32 | (lo & lo_mask);
 }
+
+/* Bus-device read / write of a function without BARs (pci_cfg.c): never
+ * placed on a bus, so any call is a misrouted access: -EIO. */
+int vdi_pci_no_bar_read(void *opaque, const struct vdev_bus_access *a, void *data);
+int vdi_pci_no_bar_write(void *opaque, const struct vdev_bus_access *a, const void *data);
 
 #endif

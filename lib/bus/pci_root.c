@@ -139,21 +139,6 @@ static int valid_addr(const vdev_pci_root *root, uint32_t addr)
 	return addr <= 0xffff && VDEV_PCI_ADDR_BUS(addr) < root->cfg.num_buses;
 }
 
-static void *grow(void *p, size_t *cap, size_t n, size_t size)
-{
-	size_t ncap;
-	void *q;
-
-	if (n < *cap)
-		return p;
-	ncap = *cap ? *cap * 2 : 8;
-	if (ncap > SIZE_MAX / size)
-		return NULL;
-	q = realloc(p, ncap * size);
-	if (q)
-		*cap = ncap;
-	return q;
-}
 
 static vdev_bus *bar_bus(const vdev_pci_root *root, const struct root_bar *b)
 {
@@ -309,7 +294,7 @@ static int fn_write32(const struct root_fn *f, uint32_t reg, uint32_t v)
 {
 	uint8_t b[4];
 
-	vdi_pci_put_le32(b, v);
+	vdi_st_le(b, v, 4);
 	return f->ops.config_register_write(f->opaque, reg, 0, b, 4);
 }
 
@@ -530,7 +515,7 @@ static int fn_placed_write(vdev_pci_root *root, struct root_fn *f, uint32_t reg,
 	uint32_t i;
 	int r;
 
-	vdi_pci_put_le32(old, fn_read(f, reg));
+	vdi_st_le(old, fn_read(f, reg), 4);
 	r = f->ops.config_register_write(f->opaque, reg, offset, data, size);
 	if (r < 0)
 		return r;
@@ -727,7 +712,7 @@ VDEV_EXPORT int vdev_pci_root_add(vdev_pci_root *root, uint32_t addr,
 		r = -EEXIST;
 		goto out;
 	}
-	fns = grow(root->fns, &root->cap_fns, root->nfns, sizeof(*fns));
+	fns = vdi_grow(root->fns, &root->cap_fns, root->nfns, sizeof(*fns));
 	if (!fns) {
 		r = -ENOMEM;
 		goto out;
@@ -812,7 +797,7 @@ VDEV_EXPORT int vdev_pci_root_config_read(vdev_pci_root *root, uint32_t addr, ui
 		return r;
 	f = fn_visible(root, addr);
 	if (f) {
-		vdi_pci_put_le32(b, fn_read(f, reg));
+		vdi_st_le(b, fn_read(f, reg), 4);
 		memcpy(data, b + offset, size);
 	}
 	root_unlock(root);
@@ -864,9 +849,9 @@ static int pio_access(void *opaque, const struct vdev_bus_access *a, void *data,
 
 	if (a->offset == 0 && a->size == 4) {
 		if (write)
-			__atomic_store_n(&root->cf8, vdi_pci_get_le32(data), __ATOMIC_RELAXED);
+			__atomic_store_n(&root->cf8, (uint32_t)vdi_ld_le(data, 4), __ATOMIC_RELAXED);
 		else
-			vdi_pci_put_le32(data, __atomic_load_n(&root->cf8, __ATOMIC_RELAXED));
+			vdi_st_le(data, __atomic_load_n(&root->cf8, __ATOMIC_RELAXED), 4);
 		return 0;
 	}
 	if (a->offset < 4 || a->offset > 7 || !valid_access((uint32_t)a->offset - 4, a->size)) {
@@ -1002,7 +987,7 @@ int vdi_pci_root_remove_deferred(vdev_pci_root *root, uint32_t addr,
 	}
 	if (!fn_find(root, addr))
 		return -ENOENT;
-	p = grow(root->pending, &root->cap_pending, root->npending, sizeof(*p));
+	p = vdi_grow(root->pending, &root->cap_pending, root->npending, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	root->pending = p;

@@ -135,17 +135,12 @@ VDEV_EXPORT int vdev_pci_vcfg_shared_page(vdev_pci_vcfg *v, uint32_t addr, void 
 		*host = v->pages[i].mem;
 		goto out;
 	}
-	if (v->npages == v->cap_pages) {
-		size_t ncap = v->cap_pages ? v->cap_pages * 2 : 8;
-
-		pages = realloc(v->pages, ncap * sizeof(*pages));
-		if (!pages) {
-			r = -ENOMEM;
-			goto out;
-		}
-		v->pages = pages;
-		v->cap_pages = ncap;
+	pages = vdi_grow(v->pages, &v->cap_pages, v->npages, sizeof(*pages));
+	if (!pages) {
+		r = -ENOMEM;
+		goto out;
 	}
+	v->pages = pages;
 	/* Anonymous memory: page-aligned and zero-filled. */
 	mem = mmap(NULL, VCFG_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED) {
@@ -242,7 +237,7 @@ static int vcfg_access(void *opaque, const struct vdev_bus_access *a, void *data
 		struct vcfg_call c = { .reg = in_page >> 2, .write = write };
 
 		if (write)
-			c.value = vdi_pci_get_le32(data);
+			c.value = (uint32_t)vdi_ld_le(data, 4);
 		r = vdi_pci_root_call(v->root, addr, vcfg_call, &c);
 		/* -EINVAL: a bus the root does not have (its num_buses may be
 		 * smaller than the window's), so no function can be there. */
@@ -251,7 +246,7 @@ static int vcfg_access(void *opaque, const struct vdev_bus_access *a, void *data
 		if (r < 0)
 			goto ones;
 		if (!write)
-			vdi_pci_put_le32(data, c.value);
+			vdi_st_le(data, c.value, 4);
 		return 0;
 	}
 absent:

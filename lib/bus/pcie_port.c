@@ -165,20 +165,16 @@ struct vdev_pcie_port {
 static uint32_t cfg_get(const vdev_pcie_port *p, uint32_t off, uint32_t len)
 {
 	uint8_t b[4] = { 0 };
-	uint32_t v = 0;
 
 	vdev_pci_cfg_peek(p->cfg, off, b, len);
-	for (uint32_t i = len; i-- > 0;)
-		v = v << 8 | b[i];
-	return v;
+	return (uint32_t)vdi_ld_le(b, len);
 }
 
 static void cfg_set(vdev_pcie_port *p, uint32_t off, uint32_t len, uint32_t v)
 {
 	uint8_t b[4];
 
-	for (uint32_t i = 0; i < len; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
+	vdi_st_le(b, v, len);
 	vdev_pci_cfg_poke(p->cfg, off, b, len);
 }
 
@@ -199,8 +195,7 @@ static uint8_t secondary_bus(const vdev_pcie_port *p)
 
 static void mask_set(uint8_t *m, uint32_t off, uint32_t len, uint32_t v)
 {
-	for (uint32_t i = 0; i < len; i++)
-		m[off + i] = (uint8_t)(v >> (8 * i));
+	vdi_st_le(m + off, v, len);
 }
 
 /* ---- interrupts (port->lock held) ---- */
@@ -552,23 +547,6 @@ static const char *port_label(void *opaque)
 	return "pcie-root-port";
 }
 
-/* The port has no BARs: nothing of it is ever placed on a bus. */
-static int port_bar_read(void *opaque, const struct vdev_bus_access *a, void *data)
-{
-	VDI_UNUSED(opaque);
-	VDI_UNUSED(a);
-	VDI_UNUSED(data);
-	return -EIO;
-}
-
-static int port_bar_write(void *opaque, const struct vdev_bus_access *a, const void *data)
-{
-	VDI_UNUSED(opaque);
-	VDI_UNUSED(a);
-	VDI_UNUSED(data);
-	return -EIO;
-}
-
 static uint32_t port_cfg_read(void *opaque, uint32_t reg)
 {
 	vdev_pcie_port *p = opaque;
@@ -620,8 +598,9 @@ static int32_t port_is_bridge(void *opaque)
 static const struct vdev_bus_device_ops port_bus_ops = {
 	.struct_size = sizeof(struct vdev_bus_device_ops),
 	.debug_label = port_label,
-	.read = port_bar_read,
-	.write = port_bar_write,
+	/* The port has no BARs: nothing of it is ever placed on a bus. */
+	.read = vdi_pci_no_bar_read,
+	.write = vdi_pci_no_bar_write,
 	.config_register_read = port_cfg_read,
 	.config_register_write = port_cfg_write,
 	.is_bridge = port_is_bridge,

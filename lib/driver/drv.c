@@ -279,15 +279,6 @@ void *vdi_drv_arena_alloc(vdev_drv *drv, uint64_t size, uint64_t align)
 	return (char *)drv->cfg.arena + off;
 }
 
-static uint32_t round_down_pow2(uint32_t x)
-{
-	uint32_t p = 1;
-
-	while (p <= x / 2)
-		p <<= 1;
-	return p;
-}
-
 int vdev_drv_queue_setup(vdev_drv *drv, uint32_t queue, uint32_t size, uint32_t indirect_max,
 			 vdev_drvq **out)
 {
@@ -309,7 +300,7 @@ int vdev_drv_queue_setup(vdev_drv *drv, uint32_t queue, uint32_t size, uint32_t 
 		max = 32768u;
 	packed = !!(drv->features & VDI_BIT(VIRTIO_F_RING_PACKED));
 	if (!size)
-		size = packed ? max : round_down_pow2(max);
+		size = packed ? max : vdi_pow2_floor(max);
 	if (size > max || (!packed && (size & (size - 1))))
 		return -EINVAL;
 

@@ -72,6 +72,46 @@ static inline int vdi_copy_out_versioned(void *dst, const void *src, size_t src_
 #define vdi_fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #define vdi_fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
 
+/* The largest power of two <= @v (1 for 0 and 1). */
+static inline uint32_t vdi_pow2_floor(uint32_t v)
+{
+	uint32_t p = 1;
+
+	while (p <= v / 2)
+		p <<= 1;
+	return p;
+}
+
+/* The smallest power of two >= @v (1 for 0); @v at most 2^63. */
+static inline uint64_t vdi_pow2_ceil(uint64_t v)
+{
+	uint64_t p = 1;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+/* Little-endian load / store of @n (1..8) bytes: guest-visible registers are
+ * little endian whatever the host is. */
+static inline uint64_t vdi_ld_le(const void *p, uint32_t n)
+{
+	const uint8_t *b = (const uint8_t *)p;
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | b[n];
+	return v;
+}
+
+static inline void vdi_st_le(void *p, uint64_t v, uint32_t n)
+{
+	uint8_t *b = (uint8_t *)p;
+
+	for (uint32_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+}
+
 static inline int vdi_is_pow2(uint64_t v)
 {
 	return v != 0 && (v & (v - 1)) == 0;
@@ -88,6 +128,31 @@ static inline int vdi_need_event(uint16_t event_idx, uint16_t new_idx, uint16_t 
 void vdi_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #else
 #define vdi_log(...) ((void)0)
+#endif
+
+#ifndef VDI_FREESTANDING
+#include <stdlib.h>
+
+/*
+ * Room for element @n of a growing array of @size-byte elements with
+ * capacity *@cap (doubling from 16). Returns the (possibly moved) array, or
+ * NULL on overflow or allocation failure (the old array is still valid).
+ */
+static inline void *vdi_grow(void *p, size_t *cap, size_t n, size_t size)
+{
+	size_t ncap;
+	void *q;
+
+	if (n < *cap)
+		return p;
+	ncap = *cap ? *cap * 2 : 16;
+	if (ncap > SIZE_MAX / size)
+		return NULL;
+	q = realloc(p, ncap * size);
+	if (q)
+		*cap = ncap;
+	return q;
+}
 #endif
 
 #endif

@@ -149,24 +149,6 @@ struct vdev_virtio_pci {
 	uint32_t vcfg[VDEV_PCI_CONFIG_DWORDS];
 };
 
-static uint64_t ld_le(const void *p, uint32_t n)
-{
-	const uint8_t *b = p;
-	uint64_t v = 0;
-
-	while (n-- > 0)
-		v = v << 8 | b[n];
-	return v;
-}
-
-static void st_le(void *p, uint64_t v, uint32_t n)
-{
-	uint8_t *b = p;
-
-	for (uint32_t i = 0; i < n; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-}
-
 static void refused(const vdev_virtio_pci *vp, const char *what, uint64_t offset, uint32_t size)
 {
 	vdi_log(VDEV_LOG_DEBUG, "virtio-pci dev %u: refused %s at 0x%llx size %u",
@@ -412,21 +394,12 @@ static int ring_packed(const vdev_virtio_pci *vp)
 }
 
 /* The largest power of two not above @v (> 0). */
-static uint32_t pow2_at_most(uint32_t v)
-{
-	uint32_t p = 1;
-
-	while (p <= v / 2)
-		p <<= 1;
-	return p;
-}
-
 /* queue_size as the driver sees it, and as the queue gets it. A split ring's
  * size is a power of two (4.1.4.3.2): a maximum that is none shows rounded
  * down (sizes written for a split ring are checked). */
 static uint32_t queue_size_shown(const vdev_virtio_pci *vp, const struct vp_queue *vq)
 {
-	return ring_packed(vp) || vdi_is_pow2(vq->size) ? vq->size : pow2_at_most(vq->size);
+	return ring_packed(vp) || vdi_is_pow2(vq->size) ? vq->size : vdi_pow2_floor(vq->size);
 }
 
 /* Hand a latched ring to the device and enable it. */
@@ -754,8 +727,8 @@ static int modern_access(vdev_virtio_pci *vp, uint64_t off, uint8_t *rbuf, const
 	if (off >= VP_COMMON_LEN || !common_access_ok(off, size))
 		return -EINVAL;
 	if (wbuf)
-		return common_write(vp, off, size, ld_le(wbuf, size));
-	st_le(rbuf, common_read(vp, off, size), size);
+		return common_write(vp, off, size, vdi_ld_le(wbuf, size));
+	vdi_st_le(rbuf, common_read(vp, off, size), size);
 	return 0;
 }
 
@@ -780,7 +753,7 @@ static int legacy_pfn(vdev_virtio_pci *vp, uint32_t q, uint32_t pfn)
 	}
 	if (vdev_device_queue_enabled(vp->dev, q))
 		return -EBUSY;
-	ring.size = pow2_at_most(vdev_device_queue_max_size(vp->dev));
+	ring.size = vdi_pow2_floor(vdev_device_queue_max_size(vp->dev));
 	ring.desc = (uint64_t)pfn * VP_LEGACY_PAGE;
 	ring.driver = ring.desc + 16ull * ring.size;
 	avail_end = ring.driver + 6ull + 2ull * ring.size; /* flags, idx, ring, used_event */
@@ -841,7 +814,7 @@ static uint32_t legacy_read(vdev_virtio_pci *vp, uint32_t off)
 		/* As written while the queue is in use; 0 after any reset. */
 		return have_q && vdev_device_queue_enabled(vp->dev, q) ? vp->queues[q].pfn : 0;
 	case VIRTIO_PCI_QUEUE_NUM:
-		return have_q ? pow2_at_most(vdev_device_queue_max_size(vp->dev)) : 0;
+		return have_q ? vdi_pow2_floor(vdev_device_queue_max_size(vp->dev)) : 0;
 	case VIRTIO_PCI_QUEUE_SEL:
 		return q;
 	case VIRTIO_PCI_STATUS:
@@ -909,8 +882,8 @@ static int legacy_access(vdev_virtio_pci *vp, uint64_t off, uint8_t *rbuf, const
 	if (size != legacy_width((uint32_t)off, msix))
 		return -EINVAL;
 	if (wbuf)
-		return legacy_write(vp, (uint32_t)off, (uint32_t)ld_le(wbuf, size));
-	st_le(rbuf, legacy_read(vp, (uint32_t)off), size);
+		return legacy_write(vp, (uint32_t)off, (uint32_t)vdi_ld_le(wbuf, size));
+	vdi_st_le(rbuf, legacy_read(vp, (uint32_t)off), size);
 	return 0;
 }
 
@@ -975,16 +948,16 @@ static int msix_access(vdev_virtio_pci *vp, uint64_t off, uint8_t *rbuf, const u
 			uint32_t field = (uint32_t)((off + done) % PCI_MSIX_ENTRY_SIZE);
 
 			if (wbuf)
-				msix_table_write(vp, v, field, (uint32_t)ld_le(wbuf + done, 4));
+				msix_table_write(vp, v, field, (uint32_t)vdi_ld_le(wbuf + done, 4));
 			else
-				st_le(rbuf + done, msix_table_read(vp, v, field), 4);
+				vdi_st_le(rbuf + done, msix_table_read(vp, v, field), 4);
 		}
 	} else if (off >= VDEV_VIRTIO_PCI_PBA_OFFSET &&
 		   off + size <= VDEV_VIRTIO_PCI_PBA_OFFSET + pba_len && !wbuf) {
 		uint64_t o = off - VDEV_VIRTIO_PCI_PBA_OFFSET;
 		uint64_t q = vp->pba[o / 8];
 
-		st_le(rbuf, size == 8 ? q : q >> (8 * (o % 8)), size);
+		vdi_st_le(rbuf, size == 8 ? q : q >> (8 * (o % 8)), size);
 	} else {
 		r = -EINVAL;
 	}
@@ -1048,7 +1021,7 @@ static int bar_access(vdev_virtio_pci *vp, const struct vdev_bus_access *a, uint
 		if (__atomic_load_n(&vp->iface, __ATOMIC_ACQUIRE) != IFACE_LEGACY)
 			r = -EPERM;
 		else
-			r = vdev_device_queue_notify(vp->dev, (uint32_t)ld_le(wbuf, 2));
+			r = vdev_device_queue_notify(vp->dev, (uint32_t)vdi_ld_le(wbuf, 2));
 	} else {
 		pthread_mutex_lock(&vp->lock);
 		sync_reset(vp);
@@ -1089,7 +1062,7 @@ static uint32_t cfg_peek32(const vdev_virtio_pci *vp, uint32_t off)
 	uint8_t b[4] = {0, 0, 0, 0};
 
 	(void)vdev_pci_cfg_peek(vp->cfg, off, b, 4);
-	return (uint32_t)ld_le(b, 4);
+	return (uint32_t)vdi_ld_le(b, 4);
 }
 
 /*
@@ -1168,7 +1141,7 @@ static uint32_t cfg_window_read(vdev_virtio_pci *vp)
 		vp->last_status = vdev_device_status(vp->dev);
 	}
 	(void)vdev_pci_cfg_poke(vp->cfg, vp->cfg_cap + VP_PCI_CFG_DATA, b, 4);
-	return (uint32_t)ld_le(b, 4);
+	return (uint32_t)vdi_ld_le(b, 4);
 }
 
 /* A write of pci_cfg_data (already stored): the first cap.length bytes go to
@@ -1345,15 +1318,6 @@ static uint32_t default_class(uint32_t type)
 	}
 }
 
-static uint64_t pow2_at_least(uint64_t v)
-{
-	uint64_t p = 1;
-
-	while (p < v)
-		p <<= 1;
-	return p;
-}
-
 /* The header fields from the caller's config; -EINVAL for what the spec or
  * the layout cannot have. */
 static int header_config(const struct vdev_virtio_pci_config *c, const vdev_device *dev,
@@ -1451,10 +1415,10 @@ static int add_caps(vdev_virtio_pci *vp)
 	 * function mask writable. */
 	memset(msix, 0, sizeof(msix));
 	memset(mmask, 0, sizeof(mmask));
-	st_le(msix + PCI_MSIX_FLAGS - 2, vp->nvec - 1, 2);
-	st_le(msix + PCI_MSIX_TABLE - 2, VDEV_VIRTIO_PCI_BAR_MSIX, 4);
-	st_le(msix + PCI_MSIX_PBA - 2, VDEV_VIRTIO_PCI_PBA_OFFSET | VDEV_VIRTIO_PCI_BAR_MSIX, 4);
-	st_le(mmask + PCI_MSIX_FLAGS - 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 2);
+	vdi_st_le(msix + PCI_MSIX_FLAGS - 2, vp->nvec - 1, 2);
+	vdi_st_le(msix + PCI_MSIX_TABLE - 2, VDEV_VIRTIO_PCI_BAR_MSIX, 4);
+	vdi_st_le(msix + PCI_MSIX_PBA - 2, VDEV_VIRTIO_PCI_PBA_OFFSET | VDEV_VIRTIO_PCI_BAR_MSIX, 4);
+	vdi_st_le(mmask + PCI_MSIX_FLAGS - 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 2);
 	return vdev_pci_cfg_add_capability(vp->cfg, PCI_CAP_ID_MSIX, msix, sizeof(msix), mmask,
 					   &vp->msix_cap);
 }
@@ -1576,9 +1540,9 @@ VDEV_EXPORT int vdev_virtio_pci_new(const struct vdev_virtio_pci_config *cfg, vd
 	vp->num_queues = nq;
 	vp->mult = c.notify_off_multiplier ? c.notify_off_multiplier : 4;
 	vp->bar4_size = VDI_MAX(VDEV_VIRTIO_PCI_BAR4_SIZE,
-				pow2_at_least(VDEV_VIRTIO_PCI_NOTIFY_OFFSET + notify_len(vp)));
+				vdi_pow2_ceil(VDEV_VIRTIO_PCI_NOTIFY_OFFSET + notify_len(vp)));
 	if (c.flags & VDEV_VIRTIO_PCI_F_TRANSITIONAL)
-		vp->legacy_size = (uint32_t)pow2_at_least(VP_LEGACY_MSIX_HDR + cfgsz);
+		vp->legacy_size = (uint32_t)vdi_pow2_ceil(VP_LEGACY_MSIX_HDR + cfgsz);
 	if (!(c.flags & VDEV_VIRTIO_PCI_F_NO_MSIX))
 		vp->nvec = c.msix_vectors ? c.msix_vectors : VDI_MIN(nq + 1, VP_MSIX_MAX);
 

@@ -415,8 +415,10 @@ static void check_cfc_read(struct fz *f, uint64_t port, uint32_t size, const uin
 {
 	uint32_t off = (uint32_t)(port - CFC_PORT);
 
+	/* The bus refuses other sizes before any device sees them (-EINVAL,
+	 * the buffer untouched). */
 	if (!f->cf8_known || port < CFC_PORT || port >= CFC_PORT + 4 || off + size > 4 ||
-	    size == 8)
+	    (size != 1 && size != 2 && size != 4))
 		return;
 	if (!(f->cf8 & 0x80000000u) || !vdev_pci_root_find(f->root, (f->cf8 >> 8) & 0xffffu))
 		CHECK(all_ones(b, size));

@@ -138,8 +138,14 @@ static void start_command(struct kh_hotplug *h, uint32_t cmd)
 		r = -ENODEV; /* freed after an unplug: nothing to plug */
 	} else if (cmd == CMD_PLUG) {
 		h->ranges_before = vdev_bus_num_ranges(h->vm->mmio_bus);
+		/* Printed first: once hot_plug runs, the guest may react (and
+		 * print) before this thread gets on. */
+		print_addr("plug requested (presence and the attention button shown to the "
+			   "guest):",
+			   h->addr);
 		r = h->ops->hot_plug(h->port, h->addr, &fd);
 	} else if (cmd == CMD_UNPLUG) {
+		print_addr("unplug requested (attention button pressed):", h->addr);
 		r = h->ops->hot_unplug(h->port, h->addr, &fd);
 	}
 	if (r < 0) {
@@ -150,10 +156,6 @@ static void start_command(struct kh_hotplug *h, uint32_t cmd)
 	}
 	h->cmd = cmd;
 	h->cmd_fd = fd;
-	print_addr(cmd == CMD_PLUG ? "plug requested (presence and the attention button "
-				     "shown to the guest):" :
-				     "unplug requested (attention button pressed):",
-		   h->addr);
 }
 
 /*
